@@ -1,0 +1,3 @@
+from colorsr_cli.cli import main
+
+main()

@@ -1,0 +1,25 @@
+"""Typed errors raised by the library; the CLI turns them into one-line messages."""
+
+
+class ColorsrError(Exception):
+    """Base class for every error colorsr reports to the user."""
+
+
+class ImageReadError(ColorsrError):
+    """An input file could not be decoded as an image (corrupt, truncated, too big, not an image)."""
+
+
+class ImageWriteError(ColorsrError):
+    """An output could not be written (unwritable folder, disk full, collision with an input)."""
+
+
+class WeightsError(ColorsrError):
+    """A weight file is missing, fails verification, or cannot be loaded safely."""
+
+
+class DownloadError(WeightsError):
+    """A download failed (HTTP error, refused connection, checksum mismatch)."""
+
+
+class DataError(ColorsrError):
+    """A training data folder is empty or unreadable."""

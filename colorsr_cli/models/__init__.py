@@ -1,0 +1,57 @@
+"""Architecture registry: a weight file names its architecture and carries its config, and
+this table turns that into a module. Adding a network is one entry here."""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any, NamedTuple
+
+from torch import nn
+
+from colorsr_cli.models.colorizer import (
+    ColorizerConfig,
+    ColorizerUNet,
+    PatchDiscriminator,
+    PatchDiscriminatorConfig,
+)
+from colorsr_cli.models.srgan import SRConfig, SRDiscriminator, SRDiscriminatorConfig, SRGenerator
+
+
+class Architecture(NamedTuple):
+    module: type[nn.Module]
+    config: type
+    task: str  # "color" or "sr" for generators; "critic" for discriminators
+
+
+ARCHITECTURES: dict[str, Architecture] = {
+    "colorizer_unet": Architecture(ColorizerUNet, ColorizerConfig, "color"),
+    "patch_discriminator": Architecture(PatchDiscriminator, PatchDiscriminatorConfig, "critic"),
+    "srgan_generator": Architecture(SRGenerator, SRConfig, "sr"),
+    "srgan_discriminator": Architecture(SRDiscriminator, SRDiscriminatorConfig, "critic"),
+}
+
+
+def arch_name_of(model: nn.Module) -> str:
+    for name, arch in ARCHITECTURES.items():
+        if type(model) is arch.module:
+            return name
+    raise KeyError(f"{type(model).__name__} is not a registered architecture")
+
+
+def build_model(arch: str, config: dict[str, Any] | None = None) -> nn.Module:
+    """Construct a registered architecture from a plain config dict (unknown keys rejected)."""
+    if arch not in ARCHITECTURES:
+        raise KeyError(f"unknown architecture {arch!r}; known: {', '.join(ARCHITECTURES)}")
+    entry = ARCHITECTURES[arch]
+    return entry.module(entry.config(**(config or {})))
+
+
+def config_dict(model: nn.Module) -> dict[str, Any]:
+    return dataclasses.asdict(model.config)
+
+
+__all__ = [
+    "ARCHITECTURES", "Architecture", "ColorizerConfig", "ColorizerUNet", "PatchDiscriminator",
+    "PatchDiscriminatorConfig", "SRConfig", "SRDiscriminator", "SRDiscriminatorConfig",
+    "SRGenerator", "arch_name_of", "build_model", "config_dict",
+]

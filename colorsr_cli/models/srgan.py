@@ -1,0 +1,80 @@
+"""SRGAN (Ledig et al. 2017; seed report section 3.2): residual generator with PixelShuffle
+upsampling, and the conv-BN-LeakyReLU discriminator with two fully connected layers."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from colorsr_cli.models.blocks import PixelShuffleUp, ResidualBlock, conv_bn_act
+
+
+@dataclass(frozen=True)
+class SRConfig:
+    channels: int = 64
+    blocks: int = 16
+    head_kernel: int = 9
+    tail_kernel: int = 9
+    scale: int = 4  # a power of two: one PixelShuffle(2) stage per factor 2
+
+
+class SRGenerator(nn.Module):
+    """RGB (N, 3, h, w) in [0, 1] -> RGB (N, 3, scale*h, scale*w) in [0, 1] (sigmoid output)."""
+
+    def __init__(self, config: SRConfig = SRConfig()):
+        super().__init__()
+        if config.scale not in (2, 4, 8):
+            raise ValueError(f"scale must be 2, 4 or 8, got {config.scale}")
+        self.config = config
+        c = config.channels
+        self.head = nn.Sequential(nn.Conv2d(3, c, config.head_kernel, 1, config.head_kernel // 2),
+                                  nn.PReLU(c))
+        self.body = nn.Sequential(*(ResidualBlock(c) for _ in range(config.blocks)))
+        self.body_tail = nn.Sequential(nn.Conv2d(c, c, 3, 1, 1, bias=False), nn.BatchNorm2d(c))
+        self.upsample = nn.Sequential(*(PixelShuffleUp(c) for _ in range(config.scale.bit_length() - 1)))
+        self.tail = nn.Conv2d(c, 3, config.tail_kernel, 1, config.tail_kernel // 2)
+
+    def forward(self, rgb: torch.Tensor) -> torch.Tensor:
+        x = self.head(rgb * 2 - 1)
+        x = x + self.body_tail(self.body(x))
+        return torch.sigmoid(self.tail(self.upsample(x)))
+
+
+@dataclass(frozen=True)
+class SRDiscriminatorConfig:
+    width: int = 64
+    pool: int = 6  # features are average-pooled to pool x pool, so any input size works
+    fc: int = 1024
+
+
+class SRDiscriminator(nn.Module):
+    """RGB (N, 3, H, W) in [0, 1] -> (N, 1) real/fake logit."""
+
+    def __init__(self, config: SRDiscriminatorConfig = SRDiscriminatorConfig()):
+        super().__init__()
+        self.config = config
+        w = config.width
+        act = lambda: nn.LeakyReLU(0.2, inplace=True)  # noqa: E731
+        layers: list[nn.Module] = [conv_bn_act(3, w, act(), bn=False)]
+        plan = [(w, 2), (2 * w, 1), (2 * w, 2), (4 * w, 1), (4 * w, 2), (8 * w, 1), (8 * w, 2)]
+        cin = w
+        for cout, stride in plan:
+            layers.append(conv_bn_act(cin, cout, act(), stride=stride))
+            cin = cout
+        self.features = nn.Sequential(*layers)
+        self.classifier = nn.Sequential(
+            nn.AdaptiveAvgPool2d(config.pool), nn.Flatten(),
+            nn.Linear(cin * config.pool**2, config.fc), act(), nn.Linear(config.fc, 1))
+
+    def forward(self, rgb: torch.Tensor) -> torch.Tensor:
+        return self.classifier(self.features(rgb * 2 - 1))
+
+    def feature_maps(self, rgb: torch.Tensor) -> list[torch.Tensor]:
+        """Intermediate activations, for the download-free feature-matching perceptual loss."""
+        out, x = [], rgb * 2 - 1
+        for layer in self.features:
+            x = layer(x)
+            out.append(x)
+        return out

@@ -1,0 +1,78 @@
+"""The inference weight file: one torch file holding a plain dict
+
+    {"format": "colorsr-weights/1", "arch": str, "config": dict, "meta": dict,
+     "state_dict": {name: tensor}}
+
+so a file carries its own architecture. Loading never unpickles objects: torch.load with
+weights_only=True accepts only tensors and plain containers, and anything else is refused."""
+
+from __future__ import annotations
+
+import os
+import pickle
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from colorsr_cli.errors import WeightsError
+from colorsr_cli.models import ARCHITECTURES, arch_name_of, build_model, config_dict
+
+FORMAT = "colorsr-weights/1"
+
+
+def atomic_torch_save(obj: Any, path: Path) -> None:
+    """torch.save to a temp file in the destination folder, then rename into place."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            torch.save(obj, f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def save_weight_file(model: nn.Module, path: Path, meta: dict[str, Any] | None = None,
+                     half: bool = False) -> None:
+    """Write model's inference weights; half=True stores floating tensors as fp16."""
+    state = {k: (v.half() if half and v.is_floating_point() else v).detach().cpu().contiguous()
+             for k, v in model.state_dict().items()}
+    atomic_torch_save({"format": FORMAT, "arch": arch_name_of(model), "config": config_dict(model),
+                       "meta": dict(meta or {}), "state_dict": state}, path)
+
+
+def safe_torch_load(path: Path) -> Any:
+    """torch.load restricted to tensors and plain containers (never runs pickled code)."""
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as exc:
+        raise WeightsError(f"{path}: refused to load: it is not a plain weights file "
+                           f"(it contains pickled objects): {str(exc).splitlines()[0]}") from None
+    except (RuntimeError, EOFError, OSError, ValueError) as exc:
+        raise WeightsError(f"{path}: cannot read weights: {str(exc).splitlines()[0]}") from None
+
+
+def load_weight_file(path: Path) -> tuple[nn.Module, dict[str, Any]]:
+    """Build the model a weight file describes, load its weights (as fp32), return (model, meta).
+    The model is in eval mode."""
+    blob = safe_torch_load(path)
+    if not isinstance(blob, dict) or blob.get("format") != FORMAT:
+        raise WeightsError(f"{path}: not a colorsr weight file (expected format {FORMAT})")
+    arch = blob.get("arch")
+    if arch not in ARCHITECTURES:
+        raise WeightsError(f"{path}: unknown architecture {arch!r}")
+    try:
+        model = build_model(arch, blob.get("config"))
+        state = {k: v.float() if v.is_floating_point() else v for k, v in blob["state_dict"].items()}
+        model.load_state_dict(state)
+    except (TypeError, KeyError, RuntimeError) as exc:
+        raise WeightsError(f"{path}: weights do not match architecture {arch}: "
+                           f"{str(exc).splitlines()[0]}") from None
+    return model.eval(), dict(blob.get("meta") or {})
