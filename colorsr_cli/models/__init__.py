@@ -15,12 +15,13 @@ from colorsr_cli.models.colorizer import (
     PatchDiscriminatorConfig,
 )
 from colorsr_cli.models.srgan import SRConfig, SRDiscriminator, SRDiscriminatorConfig, SRGenerator
+from colorsr_cli.models.vgg import VGG19Features, VGGConfig
 
 
 class Architecture(NamedTuple):
     module: type[nn.Module]
     config: type
-    task: str  # "color" or "sr" for generators; "critic" for discriminators
+    task: str  # "color" or "sr" for generators; "critic" for discriminators; "perceptual"
 
 
 ARCHITECTURES: dict[str, Architecture] = {
@@ -28,6 +29,7 @@ ARCHITECTURES: dict[str, Architecture] = {
     "patch_discriminator": Architecture(PatchDiscriminator, PatchDiscriminatorConfig, "critic"),
     "srgan_generator": Architecture(SRGenerator, SRConfig, "sr"),
     "srgan_discriminator": Architecture(SRDiscriminator, SRDiscriminatorConfig, "critic"),
+    "vgg19_features": Architecture(VGG19Features, VGGConfig, "perceptual"),
 }
 
 
@@ -53,5 +55,5 @@ def config_dict(model: nn.Module) -> dict[str, Any]:
 __all__ = [
     "ARCHITECTURES", "Architecture", "ColorizerConfig", "ColorizerUNet", "PatchDiscriminator",
     "PatchDiscriminatorConfig", "SRConfig", "SRDiscriminator", "SRDiscriminatorConfig",
-    "SRGenerator", "arch_name_of", "build_model", "config_dict",
+    "SRGenerator", "VGG19Features", "VGGConfig", "arch_name_of", "build_model", "config_dict",
 ]

@@ -1,0 +1,167 @@
+"""The restore pipeline on tensors: gray (or the luminance of a colour photo) -> colourise ->
+RGB -> super-resolve x4 over overlapping, batched tiles.
+
+Colour is decided with global context: the colouriser runs on the whole picture at a working
+resolution (at most `color_size` on the long side; a 64x64 input is colourised at its native
+size, exactly the seed's pipeline), its chroma is upsampled and recombined with the input's
+own full-resolution luminance, as photo colourisers do. Only then is the RGB image tiled for
+super-resolution. A Restorer keeps no state between inputs."""
+
+from __future__ import annotations
+
+import contextlib
+from dataclasses import dataclass
+from typing import Literal
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from colorsr_cli.color import denormalize_ab, lab_to_rgb, normalize_l, rgb_to_lab
+from colorsr_cli.tiling import TileCanvas, Window, split_into_tiles
+
+Mode = Literal["full", "color-only", "sr-only"]
+
+
+@dataclass(frozen=True)
+class RestoreOptions:
+    mode: Mode = "full"
+    scale: int = 4  # output size relative to the input: 1, 2 or 4 (4 = the SR model's native)
+    tile: int = 128  # SR tile size in input pixels (0 = no tiling)
+    tile_pad: int = 16  # overlap context on each side of a tile, input pixels
+    batch_size: int = 16  # tiles / images per forward pass
+    color_size: int = 128  # long side of the colouriser's working resolution
+    dtype: torch.dtype = torch.float32  # compute precision (bf16/fp16 via autocast)
+    keep_color: bool = True  # sr-only on a colour input keeps its colour
+
+
+@dataclass
+class RestoreInput:
+    """One image: rgb (3, H, W) float in [0, 1]; was_gray says the source had no colour."""
+
+    rgb: torch.Tensor
+    was_gray: bool = True
+
+
+class Restorer:
+    """Holds the two models and the options; `restore` maps a list of images to outputs."""
+
+    def __init__(self, colorizer: nn.Module | None, sr: nn.Module | None,
+                 options: RestoreOptions = RestoreOptions(), device: torch.device | str = "cpu"):
+        if options.scale not in (1, 2, 4):
+            raise ValueError(f"scale must be 1, 2 or 4, got {options.scale}")
+        needs_color = options.mode in ("full", "color-only")
+        needs_sr = options.mode in ("full", "sr-only")
+        if needs_color and colorizer is None:
+            raise ValueError(f"mode {options.mode} needs a colouriser")
+        if needs_sr and sr is None:
+            raise ValueError(f"mode {options.mode} needs a super-resolution model")
+        self.device = torch.device(device)
+        self.options = options
+        self.colorizer = colorizer.to(self.device).eval() if needs_color else None
+        self.sr = sr.to(self.device).eval() if needs_sr else None
+        self.sr_scale = sr.config.scale if needs_sr else 1
+
+    def _autocast(self):
+        if self.options.dtype is torch.float32:
+            return contextlib.nullcontext()
+        return torch.autocast(self.device.type, self.options.dtype)
+
+    @torch.inference_mode()
+    def restore(self, images: list[RestoreInput]) -> list[torch.Tensor]:
+        """Each (3, H, W) input -> (3, scale*H, scale*W) output in [0, 1], on the CPU."""
+        rgbs = [img.rgb.to(self.device, torch.float32) for img in images]
+        if self.colorizer is not None:
+            todo = [k for k, img in enumerate(images)
+                    if self.options.mode == "color-only" or img.was_gray or not self.options.keep_color]
+            for k, rgb in zip(todo, self.colorize([rgbs[k] for k in todo])):
+                rgbs[k] = rgb
+        if self.sr is not None:
+            rgbs = self.super_resolve(rgbs)
+        return [self._rescale(rgb, img.rgb.shape[-2:]).cpu() for rgb, img in zip(rgbs, images)]
+
+    def _rescale(self, rgb: torch.Tensor, in_hw: tuple[int, int]) -> torch.Tensor:
+        target = (in_hw[0] * self.options.scale, in_hw[1] * self.options.scale)
+        if tuple(rgb.shape[-2:]) == target:
+            return rgb.clamp(0, 1)
+        mode = "area" if rgb.shape[-1] > target[1] else "bicubic"
+        return resize(rgb, target, mode).clamp(0, 1)
+
+    def colorize(self, rgbs: list[torch.Tensor]) -> list[torch.Tensor]:
+        """Colourise at the working resolution; keep each image's own full-resolution L."""
+        lightness = [rgb_to_lab(rgb)[:1] for rgb in rgbs]
+        work = [working_input(L, self.options.color_size, self.colorizer.multiple) for L in lightness]
+        ab_small = self._batched(self.colorizer, [w[0] for w in work])
+        out = []
+        for L, (_, crop), ab in zip(lightness, work, ab_small):
+            ab = ab[:, :crop[0], :crop[1]].float()
+            if ab.shape[-2:] != L.shape[-2:]:
+                ab = resize(ab, tuple(L.shape[-2:]), "bilinear")
+            out.append(lab_to_rgb(torch.cat((L, denormalize_ab(ab)), 0)))
+        return out
+
+    def super_resolve(self, rgbs: list[torch.Tensor]) -> list[torch.Tensor]:
+        """x sr_scale every image, all images' tiles batched together."""
+        opts, s = self.options, self.sr_scale
+        canvases, jobs = [], []
+        for k, rgb in enumerate(rgbs):
+            h, w = rgb.shape[-2:]
+            canvases.append(TileCanvas(3, h, w, opts.tile_pad, s, self.device))
+            jobs += [(k, win) for win in split_into_tiles(h, w, opts.tile, opts.tile_pad)]
+        crops = [rgbs[k][:, win.y0:win.y1, win.x0:win.x1] for k, win in jobs]
+        for (k, win), out in zip(jobs, self._batched(self.sr, crops)):
+            canvases[k].add(win, out)
+        return [c.result() for c in canvases]
+
+    def _batched(self, model: nn.Module, inputs: list[torch.Tensor]) -> list[torch.Tensor]:
+        """Run model over inputs, stacking equal-shaped ones into batches of batch_size."""
+        outputs: list[torch.Tensor | None] = [None] * len(inputs)
+        by_shape: dict[tuple, list[int]] = {}
+        for k, x in enumerate(inputs):
+            by_shape.setdefault(tuple(x.shape), []).append(k)
+        bs = max(1, self.options.batch_size)
+        for idx in by_shape.values():
+            for start in range(0, len(idx), bs):
+                chunk = idx[start:start + bs]
+                with self._autocast():
+                    result = model(torch.stack([inputs[k] for k in chunk]))
+                for k, y in zip(chunk, result.float()):
+                    outputs[k] = y
+        return outputs  # type: ignore[return-value]
+
+
+def working_input(L: torch.Tensor, color_size: int, multiple: int
+                  ) -> tuple[torch.Tensor, tuple[int, int]]:
+    """L (1, H, W) in [0, 100] -> (normalised L (1, h', w') padded to a multiple, (h, w) valid
+    size): downscaled (area) so the long side is at most color_size, never upscaled."""
+    h, w = L.shape[-2:]
+    f = min(1.0, color_size / max(h, w))
+    size = (max(1, round(h * f)), max(1, round(w * f)))
+    x = normalize_l(resize(L, size, "area") if size != (h, w) else L)
+    ph, pw = -size[0] % multiple, -size[1] % multiple
+    if ph or pw:
+        x = F.pad(x[None], (0, pw, 0, ph), mode="replicate")[0]
+    return x, size
+
+
+def resize(x: torch.Tensor, size: tuple[int, int], mode: str) -> torch.Tensor:
+    """(C, H, W) -> (C, size[0], size[1])."""
+    kwargs = {} if mode in ("area", "nearest") else {"align_corners": False}
+    if mode == "bicubic":
+        kwargs["antialias"] = False
+    return F.interpolate(x[None], size=size, mode=mode, **kwargs)[0]
+
+
+def to_tensor(img: np.ndarray) -> torch.Tensor:
+    """(H, W, 3) float32 [0, 1] -> (3, H, W)."""
+    return torch.from_numpy(np.ascontiguousarray(img.transpose(2, 0, 1))).float()
+
+
+def to_image(t: torch.Tensor) -> np.ndarray:
+    """(3, H, W) -> (H, W, 3) float32 [0, 1]."""
+    return t.clamp(0, 1).permute(1, 2, 0).contiguous().numpy()
+
+
+__all__ = ["Mode", "RestoreInput", "RestoreOptions", "Restorer", "Window", "resize",
+           "to_image", "to_tensor", "working_input"]

@@ -1,0 +1,222 @@
+"""`colorsr train color`: the seed's pix2pix recipe (report section 3.1.2-3.1.3).
+
+Generator: U-Net, L -> ab. Discriminator: patches of concat(L, ab). D loss = MSE(D(real), 1) +
+MSE(D(fake), 0); G loss = MSE(D(fake), 1) + 100 * L1(ab_fake, ab_real). Adam 2e-4, (0.5, 0.999),
+batch 16. Validation L1 after every epoch (or every --val-every steps); the best generator by
+validation L1 is kept as best.pt (an inference weight file); last.pt holds everything needed to
+resume on exactly the same schedule."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch.nn.parallel import DistributedDataParallel as DDP
+
+from colorsr_cli.color import lab_to_rgb, normalize_ab, normalize_l, rgb_to_lab
+from colorsr_cli.devices import resolve_device
+from colorsr_cli.io import write_image_atomic
+from colorsr_cli.models import ColorizerConfig, ColorizerUNet, PatchDiscriminator
+from colorsr_cli.models.colorizer import PatchDiscriminatorConfig
+from colorsr_cli.train.common import (
+    PhotoFolder,
+    Reporter,
+    RunLog,
+    Schedule,
+    area_resize,
+    load_checkpoint,
+    make_grid,
+    random_flip,
+    run_loop,
+    seed_everything,
+    setup_distributed,
+    split_holdout,
+    to_chw,
+    unwrap,
+)
+from colorsr_cli.weightfile import save_weight_file
+
+
+@dataclass(frozen=True)
+class ColorRecipe:
+    data: str
+    out: str
+    val: str | None = None
+    size: int = 64  # training resolution (the colouriser's native 64x64)
+    epochs: int = 30
+    max_steps: int | None = None
+    batch_size: int = 16
+    lr: float = 2e-4
+    beta1: float = 0.5
+    beta2: float = 0.999
+    l1_weight: float = 100.0
+    width: int = 32
+    depth: int = 3
+    disc_width: int = 64
+    disc_layers: int = 3
+    val_fraction: float = 0.02
+    val_every: int | None = None  # steps; None = once per epoch
+    checkpoint_every: int = 500
+    log_every: int = 20
+    seed: int = 0
+    device: str = "auto"
+    amp: bool = True  # bf16 autocast on CUDA; ignored on CPU
+    workers: int = 0
+    threads: int | None = None
+
+
+def photo_to_sample(img: np.ndarray, size: int, rng: np.random.Generator) -> torch.Tensor:
+    """A random square view of a photo, area-resized to size x size, randomly flipped."""
+    h, w = img.shape[:2]
+    side = min(h, w)
+    if side > size:
+        side = int(rng.integers(max(size, int(side * 0.6)), side + 1))
+    y, x = int(rng.integers(0, h - side + 1)), int(rng.integers(0, w - side + 1))
+    crop = img[y:y + side, x:x + side]
+    if crop.shape[:2] != (size, size):
+        crop = area_resize(crop, (size, size))
+    return to_chw(random_flip(crop, rng))
+
+
+def center_sample(img: np.ndarray, size: int) -> torch.Tensor:
+    """The evaluation view: centre square, area-resized (deterministic, for validation)."""
+    h, w = img.shape[:2]
+    side = min(h, w)
+    y, x = (h - side) // 2, (w - side) // 2
+    crop = img[y:y + side, x:x + side]
+    return to_chw(area_resize(crop, (size, size)) if side != size else crop)
+
+
+def split_lab(rgb: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """RGB batch (N, 3, H, W) -> network-normalised (L (N,1,H,W), ab (N,2,H,W))."""
+    lab = rgb_to_lab(rgb)
+    return normalize_l(lab[:, :1]), normalize_ab(lab[:, 1:])
+
+
+def merge_lab(L: torch.Tensor, ab: torch.Tensor) -> torch.Tensor:
+    """Normalised L and ab -> RGB (N, 3, H, W) in [0, 1]."""
+    return lab_to_rgb(torch.cat(((L + 1) * 50, ab * 110), dim=1))
+
+
+def train_color(recipe: ColorRecipe, resume: bool = False, reporter: Reporter | None = None) -> Path:
+    """Run (or resume) the recipe; returns the run folder. best.pt there is the trained model."""
+    reporter = reporter or Reporter()
+    device = resolve_device(recipe.device, int(os.environ.get("LOCAL_RANK", 0)))
+    ddp = setup_distributed(device)
+    if recipe.threads:
+        torch.set_num_threads(recipe.threads)
+    run = RunLog(Path(recipe.out), enabled=ddp.main)
+    seed_everything(recipe.seed)
+
+    photos = PhotoFolder(Path(recipe.data), reporter)
+    if recipe.val:
+        val_photos, train_idx = PhotoFolder(Path(recipe.val), reporter), list(range(len(photos)))
+        val_idx = list(range(min(len(val_photos), 1000)))
+    else:
+        val_photos = photos
+        train_idx, val_idx = split_holdout(len(photos), recipe.val_fraction, recipe.seed)
+    steps_per_epoch = len(train_idx) // (recipe.batch_size * ddp.world)
+    if steps_per_epoch == 0:
+        raise ValueError(f"{recipe.data}: {len(train_idx)} training images are fewer than one "
+                         f"batch ({recipe.batch_size} x {ddp.world} processes)")
+    total = recipe.epochs * steps_per_epoch
+    if recipe.max_steps is not None:
+        total = min(total, recipe.max_steps)
+
+    G = ColorizerUNet(ColorizerConfig(recipe.width, recipe.depth)).to(device)
+    D = PatchDiscriminator(PatchDiscriminatorConfig(recipe.disc_width, recipe.disc_layers)).to(device)
+    opt_g = torch.optim.Adam(G.parameters(), recipe.lr, betas=(recipe.beta1, recipe.beta2))
+    opt_d = torch.optim.Adam(D.parameters(), recipe.lr, betas=(recipe.beta1, recipe.beta2))
+    step, best_val = 0, float("inf")
+    if resume:
+        ckpt = load_checkpoint(Path(recipe.out) / "last.pt")
+        G.load_state_dict(ckpt["G"])
+        D.load_state_dict(ckpt["D"])
+        opt_g.load_state_dict(ckpt["opt_g"])
+        opt_d.load_state_dict(ckpt["opt_d"])
+        step, best_val = int(ckpt["step"]), float(ckpt["best_val"])
+        reporter.on_event(f"resumed from step {step}")
+    else:
+        run.write_recipe(recipe)
+    if ddp.world > 1:
+        G, D = DDP(G), DDP(D)
+    amp = recipe.amp and device.type == "cuda"
+    val_batch = torch.stack([center_sample(val_photos.load(i), recipe.size) for i in val_idx])
+
+    def sample(i: int, rng: np.random.Generator) -> torch.Tensor:
+        return photo_to_sample(photos.load(i), recipe.size, rng)
+
+    def step_fn(rgb: torch.Tensor, step: int) -> dict[str, float]:
+        return pix2pix_step(G, D, opt_g, opt_d, rgb.to(device, non_blocking=True),
+                            recipe.l1_weight, amp)
+
+    def save_best(step: int, val: float) -> None:
+        save_weight_file(unwrap(G), Path(recipe.out) / "best.pt",
+                         meta={"recipe": "pix2pix", "step": step, "val_l1": val})
+
+    def state() -> dict:
+        return {"G": unwrap(G).state_dict(), "D": unwrap(D).state_dict(),
+                "opt_g": opt_g.state_dict(), "opt_d": opt_d.state_dict()}
+
+    schedule = Schedule(Path(recipe.out), recipe.seed, recipe.batch_size, total, steps_per_epoch,
+                        recipe.val_every or steps_per_epoch, recipe.checkpoint_every,
+                        recipe.log_every, recipe.workers)
+    run_loop(schedule, ddp, run, reporter, train_idx, sample, step_fn,
+             lambda step: validate(G, val_batch, device, recipe.batch_size * 4, run, step),
+             save_best, state, step, best_val)
+    return Path(recipe.out)
+
+
+def pix2pix_step(G, D, opt_g, opt_d, rgb: torch.Tensor, l1_weight: float, amp: bool
+                 ) -> dict[str, float]:
+    """One D update then one G update on an RGB batch; returns the losses."""
+    with torch.autocast(rgb.device.type, torch.bfloat16, enabled=amp):
+        L, ab = split_lab(rgb.float())
+        fake_ab = G(L)
+        real, fake = torch.cat((L, ab), 1), torch.cat((L, fake_ab), 1)
+        # Real and fake go through D in one batch: one forward per step keeps DDP simple.
+        pred = D(torch.cat((real, fake.detach()))).float()
+        p_real, p_fake = pred.chunk(2)
+        loss_d = F.mse_loss(p_real, torch.ones_like(p_real)) + F.mse_loss(p_fake, torch.zeros_like(p_fake))
+    opt_d.zero_grad(set_to_none=True)
+    loss_d.backward()
+    opt_d.step()
+
+    critic = unwrap(D)
+    critic.requires_grad_(False)
+    with torch.autocast(rgb.device.type, torch.bfloat16, enabled=amp):
+        p_gen = critic(fake).float()
+        adv = F.mse_loss(p_gen, torch.ones_like(p_gen))
+        l1 = F.l1_loss(fake_ab.float(), ab)
+        loss_g = adv + l1_weight * l1
+    opt_g.zero_grad(set_to_none=True)
+    loss_g.backward()
+    opt_g.step()
+    critic.requires_grad_(True)
+    return {"loss_d": loss_d.item(), "loss_g": loss_g.item(), "adv": adv.item(), "l1": l1.item()}
+
+
+@torch.inference_mode()
+def validate(G, val_rgb: torch.Tensor, device: torch.device, chunk: int, run: RunLog,
+             step: int) -> float:
+    """Mean L1 of normalised ab on the validation views; writes a sample grid PNG."""
+    gen = unwrap(G)
+    gen.eval()
+    total, outputs = 0.0, []
+    for part in val_rgb.split(chunk):
+        L, ab = split_lab(part.to(device))
+        fake = gen(L)
+        total += F.l1_loss(fake.float(), ab, reduction="sum").item() / (2 * L[0].numel())
+        if not outputs:
+            outputs = [merge_lab(L[:8], fake[:8].float()).cpu(),
+                       merge_lab(L[:8], torch.zeros_like(fake[:8])).cpu(), part[:8]]
+    gen.train()
+    if run.enabled and outputs:
+        out, gray, truth = outputs
+        grid = make_grid([[gray[k], out[k], truth[k]] for k in range(out.shape[0])])
+        write_image_atomic(run.folder / "samples" / f"step{step:07d}.png", grid)
+    return total / len(val_rgb)

@@ -1,0 +1,270 @@
+"""Pieces both recipes share: photo folders, deterministic epoch order (also under DDP),
+run folders with JSONL metrics, checkpoints, and the distributed setup."""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.distributed as dist
+from torch.utils.data import DataLoader, Dataset, DistributedSampler
+
+from colorsr_cli.errors import DataError, ImageReadError
+from colorsr_cli.io import find_images, read_image
+from colorsr_cli.weightfile import atomic_torch_save, safe_torch_load
+
+# Callbacks: the library reports progress, the CLI decides how to show it.
+StepCallback = Callable[[int, int, dict[str, float]], None]
+EventCallback = Callable[[str], None]
+
+
+def _ignore_step(step: int, total: int, metrics: dict[str, float]) -> None:
+    pass
+
+
+def _ignore_event(message: str) -> None:
+    pass
+
+
+@dataclass
+class Reporter:
+    on_step: StepCallback = _ignore_step
+    on_event: EventCallback = _ignore_event
+
+
+class PhotoFolder:
+    """All images under a folder tree. Files that fail to decode are skipped (with one
+    warning each) by substituting the next image, so a bad file never stops training."""
+
+    def __init__(self, root: Path, reporter: Reporter, min_side: int = 0):
+        jobs, problems = find_images([str(root)])
+        for path, reason in problems:
+            reporter.on_event(f"warning: {path}: {reason}")
+        paths = [job.source for job in jobs]
+        if min_side:
+            paths = self._large_enough(paths, min_side, reporter)
+        if not paths:
+            raise DataError(f"{root}: no usable images found"
+                            + (f" (need a shorter side of at least {min_side} px)" if min_side else ""))
+        self.paths = paths
+        self.reporter = reporter
+        self._bad: set[int] = set()
+
+    @staticmethod
+    def _large_enough(paths: list[Path], min_side: int, reporter: Reporter) -> list[Path]:
+        from PIL import Image
+
+        kept = []
+        for p in paths:
+            try:
+                with Image.open(p) as im:
+                    if min(im.size) >= min_side:
+                        kept.append(p)
+            except Exception as exc:  # noqa: BLE001 - any unreadable header is a skipped file
+                reporter.on_event(f"warning: skipping {p}: {exc}")
+        skipped = len(paths) - len(kept)
+        if skipped:
+            reporter.on_event(f"{skipped} images smaller than {min_side}px (or unreadable) skipped")
+        return kept
+
+    def __len__(self) -> int:
+        return len(self.paths)
+
+    def load(self, index: int) -> np.ndarray:
+        """RGB float32 (H, W, 3) in [0, 1] of image `index` (or the next readable one)."""
+        for k in range(len(self.paths)):
+            i = (index + k) % len(self.paths)
+            if i in self._bad:
+                continue
+            try:
+                return read_image(self.paths[i]).rgb
+            except ImageReadError as exc:
+                self._bad.add(i)
+                self.reporter.on_event(f"warning: skipping bad training image: {exc}")
+        raise DataError("no training image could be decoded")
+
+
+def split_holdout(n: int, fraction: float, seed: int, lo: int = 16, hi: int = 1000
+                  ) -> tuple[list[int], list[int]]:
+    """Deterministic (train, val) index split of range(n) for runs without --val."""
+    k = min(hi, max(lo, int(n * fraction)), n // 2)
+    perm = np.random.default_rng(seed).permutation(n)
+    return sorted(perm[k:].tolist()), sorted(perm[:k].tolist())
+
+
+class EpochView(Dataset):
+    """The samples of one epoch in order, item k = sample_fn(indices[k], rng) with an RNG
+    derived from (seed, epoch, index): augmentation is the same whatever the worker count,
+    and a resumed run sees exactly the batches it would have seen."""
+
+    def __init__(self, sample_fn: Callable, indices: list[int], seed: int, epoch: int):
+        self.sample_fn, self.indices, self.seed, self.epoch = sample_fn, indices, seed, epoch
+
+    def __len__(self) -> int:
+        return len(self.indices)
+
+    def __getitem__(self, k: int):
+        i = self.indices[k]
+        return self.sample_fn(i, np.random.default_rng([self.seed, self.epoch, i]))
+
+
+@dataclass(frozen=True)
+class Dist:
+    rank: int = 0
+    world: int = 1
+    local_rank: int = 0
+
+    @property
+    def main(self) -> bool:
+        return self.rank == 0
+
+
+def setup_distributed(device: torch.device) -> Dist:
+    """Join the process group when launched by torchrun (WORLD_SIZE > 1); else one process."""
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if world <= 1:
+        return Dist()
+    if not dist.is_initialized():
+        dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
+    return Dist(dist.get_rank(), dist.get_world_size(), int(os.environ.get("LOCAL_RANK", "0")))
+
+
+def epoch_batches(train_idx: list[int], sample_fn: Callable, seed: int, epoch: int,
+                  batch_size: int, skip_batches: int, ddp: Dist, workers: int) -> Iterator:
+    """Batches of one epoch for this rank, starting after `skip_batches` (for resume)."""
+    sampler = DistributedSampler(range(len(train_idx)), num_replicas=ddp.world, rank=ddp.rank,
+                                 shuffle=True, seed=seed, drop_last=True)
+    sampler.set_epoch(epoch)
+    order = [train_idx[k] for k in sampler]
+    usable = len(order) // batch_size * batch_size
+    order = order[skip_batches * batch_size: usable]
+    view = EpochView(sample_fn, order, seed, epoch)
+    return iter(DataLoader(view, batch_size=batch_size, shuffle=False, num_workers=workers,
+                           persistent_workers=False))
+
+
+@dataclass
+class RunLog:
+    """A run folder: recipe.json, metrics.jsonl, checkpoints, sample grids."""
+
+    folder: Path
+    enabled: bool = True
+    started: float = field(default_factory=time.time)
+
+    def __post_init__(self) -> None:
+        if self.enabled:
+            self.folder.mkdir(parents=True, exist_ok=True)
+
+    def write_recipe(self, recipe: Any) -> None:
+        if self.enabled:
+            tmp = self.folder / ".recipe.json.tmp"
+            tmp.write_text(json.dumps(asdict(recipe), indent=2, default=str))
+            os.replace(tmp, self.folder / "recipe.json")
+
+    def log(self, record: dict[str, Any]) -> None:
+        if self.enabled:
+            with open(self.folder / "metrics.jsonl", "a") as f:
+                f.write(json.dumps({"time": round(time.time() - self.started, 2)} | record) + "\n")
+
+
+def save_checkpoint(path: Path, **state: Any) -> None:
+    atomic_torch_save(state, path)
+
+
+def load_checkpoint(path: Path) -> dict[str, Any]:
+    if not path.exists():
+        raise DataError(f"{path}: no checkpoint to resume from")
+    return safe_torch_load(path)
+
+
+def unwrap(model: torch.nn.Module) -> torch.nn.Module:
+    return model.module if hasattr(model, "module") else model
+
+
+def seed_everything(seed: int) -> None:
+    torch.manual_seed(seed)
+    np.random.seed(seed % 2**32)
+
+
+def area_resize(img: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """Area-filter resize of (H, W, C) float32 to size=(height, width)."""
+    import cv2
+
+    return cv2.resize(img, (size[1], size[0]), interpolation=cv2.INTER_AREA)
+
+
+def random_flip(img: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    return img[:, ::-1] if rng.random() < 0.5 else img
+
+
+def to_chw(img: np.ndarray) -> torch.Tensor:
+    return torch.from_numpy(np.ascontiguousarray(img.transpose(2, 0, 1), dtype=np.float32))
+
+
+def make_grid(rows: list[list[torch.Tensor]]) -> np.ndarray:
+    """Rows of (3, H, W) images in [0, 1] (same height per row) -> (H_total, W_total, 3)."""
+    lines = [torch.cat(row, dim=2) for row in rows]
+    width = max(line.shape[2] for line in lines)
+    lines = [torch.nn.functional.pad(line, (0, width - line.shape[2])) for line in lines]
+    return torch.cat(lines, dim=1).permute(1, 2, 0).clamp(0, 1).cpu().numpy()
+
+
+@dataclass
+class Schedule:
+    """What the shared loop needs to know about a recipe."""
+
+    out: Path
+    seed: int
+    batch_size: int
+    total_steps: int
+    steps_per_epoch: int
+    val_every: int
+    checkpoint_every: int
+    log_every: int
+    workers: int
+
+
+def run_loop(schedule: Schedule, ddp: Dist, run: RunLog, reporter: Reporter,
+             train_idx: list[int], sample_fn: Callable, step_fn: Callable[[Any, int], dict],
+             validate_fn: Callable[[int], float], save_best_fn: Callable[[int, float], None],
+             state_fn: Callable[[], dict], start_step: int, best_val: float) -> None:
+    """data -> step -> log -> validate/checkpoint, until total_steps. A resumed run starts at
+    start_step in the middle of its epoch and sees exactly the batches it would have seen."""
+    step, tic, seen = start_step, time.time(), 0
+
+    def checkpoint() -> None:
+        if ddp.main:
+            save_checkpoint(schedule.out / "last.pt", step=step, best_val=best_val, **state_fn())
+
+    while step < schedule.total_steps:
+        epoch, skip = divmod(step, schedule.steps_per_epoch)
+        for batch in epoch_batches(train_idx, sample_fn, schedule.seed, epoch, schedule.batch_size,
+                                   skip, ddp, schedule.workers):
+            if step >= schedule.total_steps:
+                break
+            losses = step_fn(batch, step)
+            step += 1
+            seen += schedule.batch_size * ddp.world
+            if step % schedule.log_every == 0 or step == schedule.total_steps:
+                rate = seen / max(time.time() - tic, 1e-9)
+                run.log({"step": step, "epoch": epoch} | losses | {"img_per_s": round(rate, 2)})
+                reporter.on_step(step, schedule.total_steps, losses | {"img/s": rate})
+            if step % schedule.val_every == 0 or step == schedule.total_steps:
+                val = validate_fn(step)
+                if val < best_val:
+                    best_val = val
+                    if ddp.main:
+                        save_best_fn(step, val)
+                run.log({"step": step, "epoch": epoch, "val_l1": val, "best_val_l1": best_val})
+                reporter.on_event(f"step {step}: validation L1 {val:.4f} (best {best_val:.4f})")
+                checkpoint()
+            elif step % schedule.checkpoint_every == 0:
+                checkpoint()
+    checkpoint()

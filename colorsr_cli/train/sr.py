@@ -1,0 +1,268 @@
+"""`colorsr train sr`: the seed's SRGAN recipe (report section 3.2; Ledig et al. 2017).
+
+HR crops (--hr-size, seed: 256) of photos, LR = area downsample x1/4. An optional pixel-loss
+warm-up (SRResNet, --pretrain-steps) comes first, since a GAN from scratch is unstable. Then
+G loss = perceptual + 1e-3 * adversarial (+ --pixel-weight * L1), D loss = BCE(real, 1) +
+BCE(fake, 0); Adam 2e-4 (0.5, 0.999). Perceptual loss: 'vgg' = MSE of VGG19 relu5_4 features
+(the seed's choice; the ImageNet weights come through the weights manager), or 'features' =
+L1 between the discriminator's intermediate features of real and generated images (feature
+matching, Salimans et al. 2016; needs no downloaded network)."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch.nn.parallel import DistributedDataParallel as DDP
+
+from colorsr_cli.devices import resolve_device
+from colorsr_cli.io import write_image_atomic
+from colorsr_cli.models import SRConfig, SRDiscriminator, SRDiscriminatorConfig, SRGenerator
+from colorsr_cli.train.common import (
+    PhotoFolder,
+    Reporter,
+    RunLog,
+    Schedule,
+    area_resize,
+    load_checkpoint,
+    make_grid,
+    run_loop,
+    seed_everything,
+    setup_distributed,
+    split_holdout,
+    to_chw,
+    unwrap,
+)
+from colorsr_cli.weightfile import save_weight_file
+
+PERCEPTUAL = ("vgg", "features")
+
+
+@dataclass(frozen=True)
+class SRRecipe:
+    data: str
+    out: str
+    val: str | None = None
+    hr_size: int = 256
+    scale: int = 4
+    epochs: int = 30
+    max_steps: int | None = None
+    pretrain_steps: int = 0  # pixel-loss (SRResNet) warm-up before the adversarial phase
+    batch_size: int = 16
+    lr: float = 2e-4
+    beta1: float = 0.5
+    beta2: float = 0.999
+    adv_weight: float = 1e-3
+    perceptual: str = "vgg"
+    perceptual_weight: float = 1.0
+    pixel_weight: float = 0.0
+    channels: int = 64
+    blocks: int = 16
+    head_kernel: int = 9
+    tail_kernel: int = 9
+    disc_width: int = 64
+    vgg_weights: str = "vgg19-imagenet"
+    val_fraction: float = 0.05
+    val_every: int | None = None
+    checkpoint_every: int = 500
+    log_every: int = 20
+    seed: int = 0
+    device: str = "auto"
+    amp: bool = True
+    workers: int = 0
+    threads: int | None = None
+
+
+def hr_lr_pair(img: np.ndarray, hr: int, scale: int, rng: np.random.Generator | None
+               ) -> tuple[torch.Tensor, torch.Tensor]:
+    """A random (or, without rng, centre) hr x hr crop with random flip/rotation, and its
+    area-downsampled LR: ((3, hr/scale, hr/scale), (3, hr, hr))."""
+    h, w = img.shape[:2]
+    if rng is None:
+        y, x = (h - hr) // 2, (w - hr) // 2
+    else:
+        y, x = int(rng.integers(0, h - hr + 1)), int(rng.integers(0, w - hr + 1))
+    crop = img[y:y + hr, x:x + hr]
+    if rng is not None:
+        if rng.random() < 0.5:
+            crop = crop[:, ::-1]
+        crop = np.rot90(crop, int(rng.integers(0, 4)))
+    crop = np.ascontiguousarray(crop)
+    low = area_resize(crop, (hr // scale, hr // scale))
+    return to_chw(low), to_chw(crop)
+
+
+class Perceptual(torch.nn.Module):
+    """The perceptual term of the generator loss (see module docstring)."""
+
+    def __init__(self, kind: str, critic: SRDiscriminator, vgg_weights: str):
+        super().__init__()
+        if kind not in PERCEPTUAL:
+            raise ValueError(f"perceptual must be one of {PERCEPTUAL}, got {kind!r}")
+        self.kind, self.critic = kind, critic
+        if kind == "vgg":
+            from colorsr_cli.models import VGG19Features
+            from colorsr_cli.weightfile import safe_torch_load
+            from colorsr_cli.weights import fetch, load_manifest
+
+            entries = load_manifest()
+            path = fetch(entries[vgg_weights]) if vgg_weights in entries else Path(vgg_weights)
+            self.vgg = VGG19Features()
+            self.vgg.load_torchvision_state(safe_torch_load(path))
+            self.vgg.eval()
+
+    def forward(self, fake: torch.Tensor, real: torch.Tensor) -> torch.Tensor:
+        if self.kind == "vgg":
+            # Ledig et al. rescale VGG activations by 1/12.75 so the loss is of order 1.
+            return F.mse_loss(self.vgg(fake) / 12.75, self.vgg(real).detach() / 12.75)
+        fake_maps = self.critic.feature_maps(fake)
+        with torch.no_grad():
+            real_maps = self.critic.feature_maps(real)
+        return sum(F.l1_loss(a, b) for a, b in zip(fake_maps, real_maps)) / len(fake_maps)
+
+
+def train_sr(recipe: SRRecipe, resume: bool = False, reporter: Reporter | None = None) -> Path:
+    """Run (or resume) the recipe; returns the run folder. best.pt there is the trained model."""
+    reporter = reporter or Reporter()
+    device = resolve_device(recipe.device, int(os.environ.get("LOCAL_RANK", 0)))
+    ddp = setup_distributed(device)
+    if recipe.threads:
+        torch.set_num_threads(recipe.threads)
+    run = RunLog(Path(recipe.out), enabled=ddp.main)
+    seed_everything(recipe.seed)
+
+    photos = PhotoFolder(Path(recipe.data), reporter, min_side=recipe.hr_size)
+    if recipe.val:
+        val_photos = PhotoFolder(Path(recipe.val), reporter, min_side=recipe.hr_size)
+        train_idx, val_idx = list(range(len(photos))), list(range(min(len(val_photos), 200)))
+    else:
+        val_photos = photos
+        train_idx, val_idx = split_holdout(len(photos), recipe.val_fraction, recipe.seed, hi=200)
+    steps_per_epoch = len(train_idx) // (recipe.batch_size * ddp.world)
+    if steps_per_epoch == 0:
+        raise ValueError(f"{recipe.data}: {len(train_idx)} usable training images are fewer than "
+                         f"one batch ({recipe.batch_size} x {ddp.world} processes)")
+    total = recipe.epochs * steps_per_epoch
+    if recipe.max_steps is not None:
+        total = min(total, recipe.max_steps)
+
+    G = SRGenerator(SRConfig(recipe.channels, recipe.blocks, recipe.head_kernel,
+                             recipe.tail_kernel, recipe.scale)).to(device)
+    D = SRDiscriminator(SRDiscriminatorConfig(recipe.disc_width)).to(device)
+    perceptual = Perceptual(recipe.perceptual, D, recipe.vgg_weights).to(device)
+    opt_g = torch.optim.Adam(G.parameters(), recipe.lr, betas=(recipe.beta1, recipe.beta2))
+    opt_d = torch.optim.Adam(D.parameters(), recipe.lr, betas=(recipe.beta1, recipe.beta2))
+    step, best_val = 0, float("inf")
+    if resume:
+        ckpt = load_checkpoint(Path(recipe.out) / "last.pt")
+        for obj, key in ((G, "G"), (D, "D"), (opt_g, "opt_g"), (opt_d, "opt_d")):
+            obj.load_state_dict(ckpt[key])
+        step, best_val = int(ckpt["step"]), float(ckpt["best_val"])
+        reporter.on_event(f"resumed from step {step}")
+    else:
+        run.write_recipe(recipe)
+    if ddp.world > 1:
+        G, D = DDP(G), DDP(D)
+    amp = recipe.amp and device.type == "cuda"
+    pairs = [hr_lr_pair(val_photos.load(i), recipe.hr_size, recipe.scale, None) for i in val_idx]
+    val_lr, val_hr = torch.stack([p[0] for p in pairs]), torch.stack([p[1] for p in pairs])
+
+    def sample(i: int, rng: np.random.Generator):
+        return hr_lr_pair(photos.load(i), recipe.hr_size, recipe.scale, rng)
+
+    def step_fn(batch, step: int) -> dict[str, float]:
+        lr, hr = (t.to(device, non_blocking=True) for t in batch)
+        if step < recipe.pretrain_steps:
+            return pixel_step(G, opt_g, lr, hr, amp)
+        return srgan_step(G, D, opt_g, opt_d, perceptual, lr, hr, recipe, amp)
+
+    def save_best(step: int, val: float) -> None:
+        save_weight_file(unwrap(G), Path(recipe.out) / "best.pt",
+                         meta={"recipe": "srgan", "step": step, "val_l1": val,
+                               "perceptual": recipe.perceptual})
+
+    def state() -> dict:
+        return {"G": unwrap(G).state_dict(), "D": unwrap(D).state_dict(),
+                "opt_g": opt_g.state_dict(), "opt_d": opt_d.state_dict()}
+
+    schedule = Schedule(Path(recipe.out), recipe.seed, recipe.batch_size, total, steps_per_epoch,
+                        recipe.val_every or steps_per_epoch, recipe.checkpoint_every,
+                        recipe.log_every, recipe.workers)
+    validate_fn = lambda s: validate(G, val_lr, val_hr, device, run, s)  # noqa: E731
+    if step < recipe.pretrain_steps:
+        warm = Schedule(**{**schedule.__dict__, "total_steps": min(recipe.pretrain_steps, total)})
+        run_loop(warm, ddp, run, reporter, train_idx, sample, step_fn, validate_fn, save_best,
+                 state, step, best_val)
+        step = warm.total_steps
+    if step <= recipe.pretrain_steps:
+        # The adversarial phase trades pixel fidelity for texture: its best checkpoint is chosen
+        # among adversarial-phase checkpoints only, so the warm-up model never wins by default.
+        best_val = float("inf")
+    if step < total:
+        run_loop(schedule, ddp, run, reporter, train_idx, sample, step_fn, validate_fn,
+                 save_best, state, step, best_val)
+    return Path(recipe.out)
+
+
+def pixel_step(G, opt_g, lr: torch.Tensor, hr: torch.Tensor, amp: bool) -> dict[str, float]:
+    with torch.autocast(lr.device.type, torch.bfloat16, enabled=amp):
+        loss = F.l1_loss(G(lr).float(), hr)
+    opt_g.zero_grad(set_to_none=True)
+    loss.backward()
+    opt_g.step()
+    return {"pixel": loss.item(), "loss_g": loss.item()}
+
+
+def srgan_step(G, D, opt_g, opt_d, perceptual: Perceptual, lr: torch.Tensor, hr: torch.Tensor,
+               recipe: SRRecipe, amp: bool) -> dict[str, float]:
+    """One D update then one G update."""
+    with torch.autocast(lr.device.type, torch.bfloat16, enabled=amp):
+        fake = G(lr)
+        logits = D(torch.cat((hr, fake.detach()))).float()
+        real_logit, fake_logit = logits.chunk(2)
+        loss_d = (F.binary_cross_entropy_with_logits(real_logit, torch.ones_like(real_logit))
+                  + F.binary_cross_entropy_with_logits(fake_logit, torch.zeros_like(fake_logit)))
+    opt_d.zero_grad(set_to_none=True)
+    loss_d.backward()
+    opt_d.step()
+
+    critic = unwrap(D)
+    critic.requires_grad_(False)
+    with torch.autocast(lr.device.type, torch.bfloat16, enabled=amp):
+        gen_logit = critic(fake).float()
+        adv = F.binary_cross_entropy_with_logits(gen_logit, torch.ones_like(gen_logit))
+        perc = perceptual(fake, hr).float()
+        pixel = F.l1_loss(fake.float(), hr)
+        loss_g = recipe.perceptual_weight * perc + recipe.adv_weight * adv + recipe.pixel_weight * pixel
+    opt_g.zero_grad(set_to_none=True)
+    loss_g.backward()
+    opt_g.step()
+    critic.requires_grad_(True)
+    return {"loss_d": loss_d.item(), "loss_g": loss_g.item(), "adv": adv.item(),
+            "perceptual": perc.item(), "pixel": pixel.item()}
+
+
+@torch.inference_mode()
+def validate(G, val_lr: torch.Tensor, val_hr: torch.Tensor, device: torch.device, run: RunLog,
+             step: int, chunk: int = 16) -> float:
+    """Mean L1 of SR output vs HR on the validation crops; writes a sample grid PNG
+    (bicubic | SR | truth)."""
+    gen = unwrap(G)
+    gen.eval()
+    total, first = 0.0, None
+    for lr, hr in zip(val_lr.split(chunk), val_hr.split(chunk)):
+        sr = gen(lr.to(device)).float().cpu()
+        total += F.l1_loss(sr, hr, reduction="sum").item() / hr[0].numel()
+        if first is None:
+            up = F.interpolate(lr, scale_factor=gen.config.scale, mode="bicubic").clamp(0, 1)
+            first = (up[:4], sr[:4], hr[:4])
+    gen.train()
+    if run.enabled and first is not None:
+        up, sr, hr = first
+        grid = make_grid([[up[k], sr[k], hr[k]] for k in range(sr.shape[0])])
+        write_image_atomic(run.folder / "samples" / f"step{step:07d}.png", grid)
+    return total / len(val_hr)
