@@ -219,7 +219,7 @@ def read_image(path: Path, max_pixels: int = 100_000_000) -> DecodedImage:
     (ICC) are ignored: pixel values are taken as sRGB.
     """
     path = Path(path)
-    try:
+    try:  # catch_warnings is process-wide: fine for the one reading thread we have
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
             pixels, mode, notes = _decode_first_frame(path, max_pixels)
@@ -372,10 +372,11 @@ def write_image_atomic(
     path = Path(path)
     fmt = _write_format(path)
     img = _to_pillow(rgb, None if fmt == "JPEG" else alpha)
-    if max(img.size) > _MAX_SIDE.get(fmt, max(img.size)):
+    limit = _MAX_SIDE.get(fmt)
+    if limit is not None and max(img.size) > limit:
         raise ImageWriteError(
             f"{path}: cannot write: {img.width}x{img.height} exceeds the {fmt} limit of "
-            f"{_MAX_SIDE[fmt]} pixels per side (use .png)"
+            f"{limit} pixels per side (use .png)"
         )
     _make_parent(path)
     try:
@@ -440,7 +441,7 @@ def _save_via_temp(path: Path, img: Image.Image, fmt: str, quality: int) -> None
         raise
 
 
-def _save_options(fmt: str, quality: int) -> dict[str, int]:
+def _save_options(fmt: str, quality: int) -> dict[str, int | bool]:
     if fmt == "PNG":
         return {}
     if fmt == "JPEG":

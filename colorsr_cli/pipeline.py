@@ -19,7 +19,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from colorsr_cli.color import denormalize_ab, lab_to_rgb, normalize_l, rgb_to_lab
-from colorsr_cli.tiling import TileCanvas, Window, split_into_tiles
+from colorsr_cli.tiling import TileCanvas, split_into_tiles
 
 Mode = Literal["full", "color-only", "sr-only"]
 
@@ -33,19 +33,12 @@ class RestoreOptions:
     batch_size: int = 16  # tiles / images per forward pass
     color_size: int = 128  # long side of the colouriser's working resolution
     dtype: torch.dtype = torch.float32  # compute precision (bf16/fp16 via autocast)
-    keep_color: bool = True  # sr-only on a colour input keeps its colour
-
-
-@dataclass
-class RestoreInput:
-    """One image: rgb (3, H, W) float in [0, 1]; was_gray says the source had no colour."""
-
-    rgb: torch.Tensor
-    was_gray: bool = True
 
 
 class Restorer:
-    """Holds the two models and the options; `restore` maps a list of images to outputs."""
+    """Holds the two models and the options; `restore` maps a list of images to outputs.
+    In 'full' and 'color-only' modes a colour input is treated as an old photo (only its
+    luminance is used); 'sr-only' keeps an input's colour and only upscales it."""
 
     def __init__(self, colorizer: nn.Module | None, sr: nn.Module | None,
                  options: RestoreOptions = RestoreOptions(), device: torch.device | str = "cpu"):
@@ -69,17 +62,14 @@ class Restorer:
         return torch.autocast(self.device.type, self.options.dtype)
 
     @torch.inference_mode()
-    def restore(self, images: list[RestoreInput]) -> list[torch.Tensor]:
-        """Each (3, H, W) input -> (3, scale*H, scale*W) output in [0, 1], on the CPU."""
-        rgbs = [img.rgb.to(self.device, torch.float32) for img in images]
+    def restore(self, images: list[torch.Tensor]) -> list[torch.Tensor]:
+        """Each RGB (3, H, W) input in [0, 1] -> (3, scale*H, scale*W) output in [0, 1], on the CPU."""
+        rgbs = [img.to(self.device, torch.float32) for img in images]
         if self.colorizer is not None:
-            todo = [k for k, img in enumerate(images)
-                    if self.options.mode == "color-only" or img.was_gray or not self.options.keep_color]
-            for k, rgb in zip(todo, self.colorize([rgbs[k] for k in todo])):
-                rgbs[k] = rgb
+            rgbs = self.colorize(rgbs)
         if self.sr is not None:
             rgbs = self.super_resolve(rgbs)
-        return [self._rescale(rgb, img.rgb.shape[-2:]).cpu() for rgb, img in zip(rgbs, images)]
+        return [self._rescale(rgb, img.shape[-2:]).cpu() for rgb, img in zip(rgbs, images)]
 
     def _rescale(self, rgb: torch.Tensor, in_hw: tuple[int, int]) -> torch.Tensor:
         target = (in_hw[0] * self.options.scale, in_hw[1] * self.options.scale)
@@ -163,5 +153,3 @@ def to_image(t: torch.Tensor) -> np.ndarray:
     return t.clamp(0, 1).permute(1, 2, 0).contiguous().numpy()
 
 
-__all__ = ["Mode", "RestoreInput", "RestoreOptions", "Restorer", "Window", "resize",
-           "to_image", "to_tensor", "working_input"]

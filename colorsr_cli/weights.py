@@ -387,3 +387,17 @@ def load_model(name_or_path: str | Path | None, task: str, manifest: Manifest | 
         raise WeightsError(f"{path}: holds a {ARCHITECTURES[arch].task!r} model ({arch}), "
                            f"not a {task!r} model")
     return model, meta
+
+
+def task_of(name_or_path: str | Path, manifest: Manifest | None = None) -> str:
+    """The task ('color', 'sr', ...) of a manifest name or a weight file, read from the file's
+    own architecture record, so `--weights X` knows which model X replaces."""
+    if Path(name_or_path).expanduser().is_file():
+        model, _ = load_weight_file(Path(name_or_path).expanduser())
+        return ARCHITECTURES[arch_name_of(model)].task
+    entries = manifest if manifest is not None else load_manifest()
+    if str(name_or_path) not in entries:
+        known = ", ".join(sorted(entries)) or "none"
+        raise WeightsError(f"unknown weights {str(name_or_path)!r}: not a file and not in the "
+                           f"manifest (known: {known})")
+    return entries[str(name_or_path)].task

@@ -19,7 +19,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 from PIL import Image, ImageFile
 
@@ -381,6 +381,16 @@ def _mangled_files(draw) -> bytes:
     return bytes(data[: draw(st.integers(1, len(data)))])
 
 
+# A TIFF whose second page lacks its size tags: Pillow raises TypeError (found by this test).
+_TIFF_MISSING_DIMENSIONS = bytes.fromhex(
+    "49492a00080000000a00000104000100000005000000010104000100000006000000020103000300"
+    "00008600000003010300010000000100000006010300010000000200000011010400010000008c00"
+    "000015010300010000000300000016010400010000000600000017010400010000005a0000001c01"
+    "0300010000000100000001000000080008000800"
+)
+
+
+@example(data=_TIFF_MISSING_DIMENSIONS, suffix=".tif")
 @settings(max_examples=200, deadline=None,
           suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(data=_mangled_files(), suffix=st.sampled_from([".png", ".jpg", ".gif", ".tif"]))

@@ -1,0 +1,289 @@
+"""The `colorsr` command line: parse options, call the library, show progress and results.
+This is the only module that talks to the terminal."""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from dataclasses import asdict
+from enum import Enum
+from pathlib import Path
+
+import typer
+from rich.console import Console
+from rich.progress import (
+    BarColumn,
+    DownloadColumn,
+    MofNCompleteColumn,
+    Progress,
+    TaskProgressColumn,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+    TransferSpeedColumn,
+)
+from rich.table import Table
+
+from colorsr_cli import __version__
+from colorsr_cli.errors import ColorsrError
+
+app = typer.Typer(help="Restore old photos and films: colourise grayscale images and upscale them 4x.",
+                  no_args_is_help=True, rich_markup_mode="rich")
+weights_app = typer.Typer(help="List, download, verify and locate model weights.", no_args_is_help=True)
+train_app = typer.Typer(help="Train the colouriser (pix2pix) or the super-resolution model (SRGAN).",
+                        no_args_is_help=True)
+app.add_typer(weights_app, name="weights")
+app.add_typer(train_app, name="train")
+
+console = Console(stderr=True)
+out = Console()
+
+
+class Ext(str, Enum):
+    png = "png"
+    jpg = "jpg"
+    webp = "webp"
+
+
+class Precision(str, Enum):
+    fp32 = "fp32"
+    fp16 = "fp16"
+    bf16 = "bf16"
+
+
+def _fail(message: str, code: int = 2) -> typer.Exit:
+    console.print(f"[bold red]error:[/] {message}", highlight=False)
+    return typer.Exit(code)
+
+
+def _version(value: bool) -> None:
+    if value:
+        out.print(f"colorsr {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _main(version: bool = typer.Option(False, "--version", callback=_version, is_eager=True,
+                                       help="Show the version and exit.")) -> None:
+    """colorsr: old photos in, colour 4x photos out."""
+
+
+def _download_progress() -> Progress:
+    return Progress(TextColumn("{task.description}"), BarColumn(), DownloadColumn(),
+                    TransferSpeedColumn(), TimeRemainingColumn(), console=console, transient=True)
+
+
+def _load_models(weights: list[str], color_weights: str | None, sr_weights: str | None,
+                 need_color: bool, need_sr: bool):
+    """Resolve --weights / --color-weights / --sr-weights (defaults from the manifest)."""
+    from colorsr_cli.weights import load_model, task_of
+
+    chosen: dict[str, str | None] = {"color": color_weights, "sr": sr_weights}
+    for item in weights:
+        chosen[task_of(item)] = item
+    with _download_progress() as bar:
+        task = bar.add_task("weights", total=None)
+
+        def progress(done: int, total: int | None) -> None:
+            bar.update(task, completed=done, total=total)
+
+        color = load_model(chosen["color"], "color", progress=progress)[0] if need_color else None
+        sr = load_model(chosen["sr"], "sr", progress=progress)[0] if need_sr else None
+    return color, sr
+
+
+@app.command()
+def restore(
+    paths: list[str] = typer.Argument(..., help="Image files, folders (searched recursively) or globs."),
+    out_dir: Path | None = typer.Option(None, "--out", "-o", help="Output folder; the input tree is "
+                                        "mirrored there. Default: next to each input."),
+    suffix: str | None = typer.Option(None, "--suffix", help="Added to output file names "
+                                      "[default: '' with --out, '_colorsr' without]."),
+    ext: Ext | None = typer.Option(None, "--ext", help="Output format [default: the input's]."),
+    scale: int = typer.Option(4, "--scale", "-s", help="Output size relative to the input: 1, 2 or 4."),
+    color_only: bool = typer.Option(False, "--color-only", help="Only colourise (no super-resolution)."),
+    sr_only: bool = typer.Option(False, "--sr-only", help="Only upscale; colour inputs keep their colour."),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Replace existing outputs "
+                                   "(default: skip them, so a rerun resumes)."),
+    weights: list[str] = typer.Option([], "--weights", "-w", help="A weight file or manifest name; "
+                                      "its task (colour or SR) decides which model it replaces."),
+    color_weights: str | None = typer.Option(None, "--color-weights", help="Colouriser weights."),
+    sr_weights: str | None = typer.Option(None, "--sr-weights", help="Super-resolution weights."),
+    batch_size: int = typer.Option(16, "--batch-size", "-b", min=1, help="Tiles/images per forward pass."),
+    tile: int = typer.Option(128, "--tile", "-t", min=0, help="SR tile size in input pixels (0: whole image)."),
+    tile_pad: int = typer.Option(16, "--tile-pad", min=0, help="Overlap context around each tile."),
+    color_size: int = typer.Option(128, "--color-size", min=16,
+                                   help="Long side of the colouriser's working resolution."),
+    device: str = typer.Option("auto", "--device", "-d", help="auto, cpu, cuda, cuda:N or mps."),
+    precision: Precision = typer.Option(Precision.fp32, "--precision", help="Compute precision "
+                                        "(fp16/bf16 autocast; fp16 needs a GPU)."),
+    max_pixels: int = typer.Option(100_000_000, "--max-pixels", help="Refuse larger images "
+                                   "(decompression-bomb guard)."),
+    as_json: bool = typer.Option(False, "--json", help="Print a machine-readable summary on stdout."),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="Only errors and the summary."),
+) -> None:
+    """Restore photos: colourise, then upscale 4x. Example: [bold]colorsr restore ./album --out ./restored[/]"""
+    from colorsr_cli.batch import OutputPlan
+    from colorsr_cli.devices import resolve_device, resolve_precision
+    from colorsr_cli.io import find_images
+    from colorsr_cli.pipeline import RestoreOptions, Restorer
+
+    if color_only and sr_only:
+        raise _fail("--color-only and --sr-only exclude each other")
+    if scale not in (1, 2, 4):
+        raise _fail(f"--scale must be 1, 2 or 4, got {scale}")
+    mode = "color-only" if color_only else "sr-only" if sr_only else "full"
+    try:
+        dev = resolve_device(device)
+        options = RestoreOptions(mode=mode, scale=scale, tile=tile, tile_pad=tile_pad,
+                                 batch_size=batch_size, color_size=color_size,
+                                 dtype=resolve_precision(precision.value, dev))
+        color, sr = _load_models(weights, color_weights, sr_weights, mode != "sr-only", mode != "color-only")
+        restorer = Restorer(color, sr, options, dev)
+    except ColorsrError as exc:
+        raise _fail(str(exc)) from None
+    jobs, problems = find_images(paths)
+    plan = OutputPlan(out_dir, suffix if suffix is not None else ("" if out_dir else "_colorsr"),
+                      ext.value if ext else None, overwrite)
+    _summarise(_run_with_progress(jobs, restorer, plan, max_pixels, quiet), problems, as_json)
+
+
+def _run_with_progress(jobs, restorer, plan, max_pixels, quiet):
+    from colorsr_cli.batch import restore_files
+
+    start = time.time()
+    progress = Progress(TextColumn("[bold]restore"), BarColumn(), MofNCompleteColumn(),
+                        TaskProgressColumn(), TextColumn("{task.fields[rate]}"), TimeElapsedColumn(),
+                        TimeRemainingColumn(), console=console, disable=quiet)
+    with progress:
+        task = progress.add_task("restore", total=len(jobs), rate="")
+        done = 0
+
+        def on_result(result) -> None:
+            nonlocal done
+            if result.status == "failed":
+                progress.console.print(f"[red]failed[/] {result.reason}", highlight=False, soft_wrap=True)
+            elif result.notes and not quiet:
+                progress.console.print(f"[yellow]note[/] {result.source}: {'; '.join(result.notes)}",
+                                       highlight=False)
+            if result.status == "done":
+                done += 1
+            rate = done / max(time.time() - start, 1e-9)
+            progress.update(task, advance=1, rate=f"{rate:.2f} img/s")
+
+        try:
+            results = restore_files(jobs, restorer, plan, on_result, max_pixels)
+        except KeyboardInterrupt:
+            progress.stop()
+            console.print("[yellow]interrupted[/]: finished outputs are complete; rerun to continue.")
+            raise typer.Exit(130) from None
+    return results, time.time() - start
+
+
+def _summarise(run, problems, as_json: bool) -> None:
+    results, seconds = run
+    counts = {s: sum(r.status == s for r in results) for s in ("done", "skipped", "failed")}
+    counts["failed"] += len(problems)
+    for path, reason in problems:
+        console.print(f"[red]failed[/] {path}: {reason}", highlight=False, soft_wrap=True)
+    summary = {
+        **counts, "seconds": round(seconds, 3),
+        "images_per_second": round(counts["done"] / seconds, 3) if seconds > 0 else None,
+        "failures": [{"file": str(r.source), "reason": r.reason} for r in results if r.status == "failed"]
+        + [{"file": str(p), "reason": reason} for p, reason in problems],
+        "outputs": [str(r.output) for r in results if r.status == "done"],
+    }
+    if as_json:
+        out.print_json(json.dumps(summary))
+    else:
+        table = Table(title="colorsr restore", show_header=True)
+        for col in ("done", "skipped", "failed", "time", "images/s"):
+            table.add_column(col, justify="right")
+        table.add_row(str(counts["done"]), str(counts["skipped"]), str(counts["failed"]),
+                      f"{seconds:.1f}s", f"{summary['images_per_second'] or 0:.2f}")
+        console.print(table)
+    if counts["failed"]:
+        raise typer.Exit(1)
+
+
+# ---------------------------------------------------------------- weights
+
+
+@weights_app.command("list")
+def weights_list(as_json: bool = typer.Option(False, "--json")) -> None:
+    """The models the manifest knows, and whether each is here and verified."""
+    from colorsr_cli.weights import is_present, load_manifest
+
+    entries = load_manifest()
+    if as_json:
+        out.print_json(json.dumps([asdict(e) | {"present": is_present(e)} for e in entries.values()]))
+        return
+    table = Table(title="colorsr weights")
+    for col in ("name", "task", "default", "size", "where", "present"):
+        table.add_column(col)
+    for e in entries.values():
+        table.add_row(e.name, e.task, "yes" if e.default else "", f"{e.size / 1e6:.1f} MB",
+                      "bundled" if e.bundled else "download", "yes" if is_present(e) else "no")
+    out.print(table)
+
+
+def _entry(name: str):
+    from colorsr_cli.weights import load_manifest
+
+    entries = load_manifest()
+    if name not in entries:
+        raise _fail(f"unknown weights {name!r} (known: {', '.join(entries)})")
+    return entries[name]
+
+
+@weights_app.command("download")
+def weights_download(name: str = typer.Argument(..., help="Manifest name (see `colorsr weights list`).")
+                     ) -> None:
+    """Download (resuming a partial file) and verify one weight file into the cache."""
+    from colorsr_cli.weights import fetch
+
+    entry = _entry(name)
+    with _download_progress() as bar:
+        task = bar.add_task(name, total=entry.size)
+        try:
+            path = fetch(entry, lambda done, total: bar.update(task, completed=done, total=total))
+        except ColorsrError as exc:
+            raise _fail(str(exc), 1) from None
+    out.print(str(path))
+
+
+@weights_app.command("verify")
+def weights_verify(names: list[str] = typer.Argument(None, help="Names to check [default: all present].")
+                   ) -> None:
+    """Check the sha256 of weight files that are present."""
+    from colorsr_cli.weights import is_present, load_manifest, verify
+
+    entries = load_manifest()
+    bad = False
+    for name in names or [n for n, e in entries.items() if is_present(e)]:
+        ok, message = verify(_entry(name))
+        bad |= not ok
+        out.print(f"[{'green' if ok else 'red'}]{'ok' if ok else 'BAD'}[/] {name}: {message}", highlight=False)
+    if bad:
+        raise typer.Exit(1)
+
+
+@weights_app.command("path")
+def weights_path(name: str | None = typer.Argument(None, help="A manifest name [default: cache folder].")
+                 ) -> None:
+    """Where a weight file is (or would be) stored, or the cache folder."""
+    from colorsr_cli.weights import cache_dir, entry_path
+
+    out.print(str(entry_path(_entry(name)) if name else cache_dir()), highlight=False)
+
+
+def main() -> None:
+    try:
+        app()
+    except ColorsrError as exc:
+        console.print(f"[bold red]error:[/] {exc}", highlight=False)
+        sys.exit(2)
+
+
+from colorsr_cli import cli_train  # noqa: E402,F401  (registers `train ...` and `export`)

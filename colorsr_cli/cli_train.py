@@ -1,0 +1,126 @@
+"""`colorsr train color|sr` and `colorsr export`: options -> recipe -> trainer, with a rich
+progress bar (iter/s, losses, ETA). Registered on the app defined in cli.py."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import typer
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+)
+
+from colorsr_cli.cli import _fail, app, console, out, train_app
+from colorsr_cli.errors import ColorsrError
+
+
+def _reporter(progress: Progress, task):
+    from colorsr_cli.train.common import Reporter
+
+    def on_step(step: int, total: int, metrics: dict[str, float]) -> None:
+        text = "  ".join(f"{k} {v:.3g}" for k, v in metrics.items())
+        progress.update(task, completed=step, total=total, metrics=text)
+
+    return Reporter(on_step, lambda message: progress.console.print(message, highlight=False))
+
+
+def _run(trainer, recipe, resume: bool) -> Path:
+    progress = Progress(TextColumn("[bold]train"), BarColumn(), MofNCompleteColumn(),
+                        TextColumn("{task.fields[metrics]}"), TimeElapsedColumn(), TimeRemainingColumn(),
+                        console=console)
+    try:
+        with progress:
+            task = progress.add_task("train", total=None, metrics="")
+            return trainer(recipe, resume=resume, reporter=_reporter(progress, task))
+    except (ColorsrError, ValueError) as exc:
+        raise _fail(str(exc)) from None
+    except KeyboardInterrupt:
+        console.print("[yellow]interrupted[/]: resume with the same command and --resume")
+        raise typer.Exit(130) from None
+
+
+@train_app.command("color")
+def train_color_cmd(
+    data: Path = typer.Option(..., "--data", help="Folder of colour photos (searched recursively)."),
+    out_dir: Path = typer.Option(Path("runs/color"), "--out", help="Run folder."),
+    val: Path | None = typer.Option(None, "--val", help="Validation folder [default: hold out 2%]."),
+    epochs: int = typer.Option(30, "--epochs"), max_steps: int | None = typer.Option(None, "--max-steps"),
+    batch_size: int = typer.Option(16, "--batch-size"), lr: float = typer.Option(2e-4, "--lr"),
+    l1_weight: float = typer.Option(100.0, "--l1-weight", help="Weight of L1 next to the GAN loss."),
+    width: int = typer.Option(32, "--width", help="U-Net width of the first level."),
+    depth: int = typer.Option(3, "--depth", help="U-Net downsamplings."),
+    size: int = typer.Option(64, "--size", help="Training resolution."),
+    val_every: int | None = typer.Option(None, "--val-every", help="Steps [default: each epoch]."),
+    seed: int = typer.Option(0, "--seed"), device: str = typer.Option("auto", "--device"),
+    amp: bool = typer.Option(True, "--amp/--no-amp", help="bf16 mixed precision on CUDA."),
+    workers: int = typer.Option(0, "--workers", help="Data-loading processes."),
+    threads: int | None = typer.Option(None, "--threads", help="CPU threads for torch."),
+    resume: bool = typer.Option(False, "--resume", help="Continue the run in --out from last.pt."),
+) -> None:
+    """Train the colouriser (seed's pix2pix). Example: [bold]colorsr train color --data ./coco --out runs/c1[/]"""
+    from colorsr_cli.train.color import ColorRecipe, train_color
+
+    recipe = ColorRecipe(data=str(data), out=str(out_dir), val=str(val) if val else None, size=size,
+                         epochs=epochs, max_steps=max_steps, batch_size=batch_size, lr=lr,
+                         l1_weight=l1_weight, width=width, depth=depth, val_every=val_every, seed=seed,
+                         device=device, amp=amp, workers=workers, threads=threads)
+    run = _run(train_color, recipe, resume)
+    out.print(f"best model: {run / 'best.pt'}  (export with: colorsr export {run})", highlight=False)
+
+
+@train_app.command("sr")
+def train_sr_cmd(
+    data: Path = typer.Option(..., "--data", help="Folder of photos; those with a shorter side "
+                              "below --hr-size are skipped."),
+    out_dir: Path = typer.Option(Path("runs/sr"), "--out", help="Run folder."),
+    val: Path | None = typer.Option(None, "--val", help="Validation folder [default: hold out 5%]."),
+    hr_size: int = typer.Option(256, "--hr-size", help="HR crop size (LR = hr-size / 4)."),
+    epochs: int = typer.Option(30, "--epochs"), max_steps: int | None = typer.Option(None, "--max-steps"),
+    pretrain_steps: int = typer.Option(0, "--pretrain-steps", help="Pixel-loss warm-up steps."),
+    batch_size: int = typer.Option(16, "--batch-size"), lr: float = typer.Option(2e-4, "--lr"),
+    perceptual: str = typer.Option("vgg", "--perceptual", help="vgg (needs the VGG19 download) "
+                                   "or features (discriminator feature matching)."),
+    adv_weight: float = typer.Option(1e-3, "--adv-weight"),
+    pixel_weight: float = typer.Option(0.0, "--pixel-weight", help="L1 term in the GAN phase."),
+    channels: int = typer.Option(64, "--channels"), blocks: int = typer.Option(16, "--blocks"),
+    disc_width: int = typer.Option(64, "--disc-width"),
+    val_every: int | None = typer.Option(None, "--val-every"), seed: int = typer.Option(0, "--seed"),
+    device: str = typer.Option("auto", "--device"), amp: bool = typer.Option(True, "--amp/--no-amp"),
+    workers: int = typer.Option(0, "--workers"), threads: int | None = typer.Option(None, "--threads"),
+    resume: bool = typer.Option(False, "--resume"),
+) -> None:
+    """Train the super-resolution model (seed's SRGAN). Example: [bold]colorsr train sr --data ./photos --pretrain-steps 2000[/]"""
+    from colorsr_cli.train.sr import SRRecipe, train_sr
+
+    recipe = SRRecipe(data=str(data), out=str(out_dir), val=str(val) if val else None, hr_size=hr_size,
+                      epochs=epochs, max_steps=max_steps, pretrain_steps=pretrain_steps,
+                      batch_size=batch_size, lr=lr, perceptual=perceptual, adv_weight=adv_weight,
+                      pixel_weight=pixel_weight, channels=channels, blocks=blocks, disc_width=disc_width,
+                      val_every=val_every, seed=seed, device=device, amp=amp, workers=workers,
+                      threads=threads)
+    run = _run(train_sr, recipe, resume)
+    out.print(f"best model: {run / 'best.pt'}  (export with: colorsr export {run})", highlight=False)
+
+
+@app.command()
+def export(
+    run_dir: Path = typer.Argument(..., help="A training run folder (its best.pt is exported)."),
+    dest: Path | None = typer.Option(None, "--out", "-o", help="Weight file to write "
+                                     "[default: RUN_DIR/export.pt]."),
+    name: str | None = typer.Option(None, "--name", help="Manifest name [default: the run folder's name]."),
+    half: bool = typer.Option(True, "--half/--full", help="Store weights as fp16 (half the size)."),
+) -> None:
+    """Write the inference weight file of a run and print its weights_manifest.json entry."""
+    from colorsr_cli.export import export_run
+
+    try:
+        entry = export_run(run_dir, dest or run_dir / "export.pt", name or run_dir.name, half)
+    except ColorsrError as exc:
+        raise _fail(str(exc)) from None
+    out.print_json(json.dumps(entry))

@@ -1,0 +1,25 @@
+"""Turn a training run into a shippable weight file and its manifest entry."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from colorsr_cli.errors import WeightsError
+from colorsr_cli.models import ARCHITECTURES, arch_name_of, config_dict
+from colorsr_cli.weightfile import load_weight_file, save_weight_file
+from colorsr_cli.weights import sha256_file
+
+
+def export_run(run_dir: Path, dest: Path, name: str, half: bool = True) -> dict[str, Any]:
+    """Write RUN_DIR/best.pt's generator to dest (fp16 storage if half) and return the
+    manifest entry (name, task, arch, config, sha256, size, filename) for it."""
+    best = Path(run_dir) / "best.pt"
+    if not best.exists():
+        raise WeightsError(f"{best}: no best.pt in this run folder (has it validated yet?)")
+    model, meta = load_weight_file(best)
+    save_weight_file(model, dest, meta=meta | {"exported_from": str(run_dir)}, half=half)
+    arch = arch_name_of(model)
+    return {"name": name, "task": ARCHITECTURES[arch].task, "arch": arch, "config": config_dict(model),
+            "sha256": sha256_file(dest), "size": dest.stat().st_size, "urls": [],
+            "filename": dest.name}

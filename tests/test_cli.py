@@ -1,0 +1,121 @@
+import hashlib
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+from typer.testing import CliRunner
+
+from colorsr_cli.cli import app
+
+runner = CliRunner()
+
+
+def _digest(folder):
+    return {p: hashlib.sha256(p.read_bytes()).hexdigest() for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+def _restore(args, tiny_weights):
+    return runner.invoke(app, ["restore", *args, "-w", str(tiny_weights[0]), "-w", str(tiny_weights[1]),
+                               "--quiet"])
+
+
+def test_restore_folder_mirrors_tree_and_scales_4x(tiny_weights, photo_folder, tmp_path):
+    before = _digest(photo_folder)
+    result = _restore([str(photo_folder), "--out", str(tmp_path / "out")], tiny_weights)
+    assert result.exit_code == 0, result.output
+    assert Image.open(tmp_path / "out" / "gray64.png").size == (256, 256)
+    colour = Image.open(tmp_path / "out" / "sub" / "colour.jpg")
+    assert colour.size == (1280, 960) and colour.format == "JPEG"
+    alpha = Image.open(tmp_path / "out" / "alpha.png")
+    assert alpha.mode == "RGBA" and alpha.size == (192, 160)
+    src_alpha = np.asarray(Image.open(photo_folder / "alpha.png"))[..., 3].astype(float)
+    out_alpha = np.asarray(alpha.resize((48, 40), Image.BOX))[..., 3].astype(float)
+    assert np.abs(out_alpha - src_alpha).mean() < 3
+    assert _digest(photo_folder) == before, "inputs must never be modified"
+    assert not list((tmp_path / "out").rglob("*.tmp"))
+
+
+def test_rerun_skips_and_overwrite_redoes(tiny_weights, photo_folder, tmp_path):
+    out = tmp_path / "out"
+    assert _restore([str(photo_folder), "-o", str(out)], tiny_weights).exit_code == 0
+    second = _restore([str(photo_folder), "-o", str(out), "--json"], tiny_weights)
+    summary = json.loads(second.stdout)
+    assert summary["done"] == 0 and summary["skipped"] == 3
+    third = _restore([str(photo_folder), "-o", str(out), "--json", "--overwrite"], tiny_weights)
+    assert json.loads(third.stdout)["done"] == 3
+
+
+def test_bad_file_is_reported_and_the_rest_goes_on(tiny_weights, photo_folder, tmp_path):
+    (photo_folder / "broken.jpg").write_bytes(b"this is not a jpeg")
+    result = _restore([str(photo_folder), "-o", str(tmp_path / "out"), "--json"], tiny_weights)
+    assert result.exit_code == 1
+    summary = json.loads(result.stdout)
+    assert summary["done"] == 3 and summary["failed"] == 1
+    assert "broken.jpg" in summary["failures"][0]["file"]
+    failed_lines = [line for line in result.stderr.splitlines() if line.startswith("failed")]
+    assert len(failed_lines) == 1 and "broken.jpg" in failed_lines[0]
+
+
+def test_modes_ext_suffix_and_scale(tiny_weights, photo_folder, tmp_path):
+    img = str(photo_folder / "gray64.png")
+    r = _restore([img, "-o", str(tmp_path / "c"), "--color-only", "--scale", "1", "--ext", "webp"],
+                 tiny_weights)
+    assert r.exit_code == 0, r.output
+    out = Image.open(tmp_path / "c" / "gray64.webp")
+    assert out.size == (64, 64) and out.format == "WEBP"
+    r = _restore([str(photo_folder / "sub" / "colour.jpg"), "-o", str(tmp_path / "s"), "--sr-only",
+                  "--scale", "2", "--suffix", "_x2"], tiny_weights)
+    assert r.exit_code == 0, r.output
+    assert Image.open(tmp_path / "s" / "colour_x2.jpg").size == (640, 480)
+
+
+def test_output_that_would_overwrite_input_is_refused(tiny_weights, photo_folder):
+    before = _digest(photo_folder)
+    r = _restore([str(photo_folder / "gray64.png"), "--suffix", ""], tiny_weights)
+    assert r.exit_code == 1
+    assert "overwrite" in r.stderr
+    assert _digest(photo_folder) == before
+
+
+def test_default_suffix_writes_next_to_input(tiny_weights, photo_folder):
+    r = _restore([str(photo_folder / "gray64.png")], tiny_weights)
+    assert r.exit_code == 0, r.output
+    assert (photo_folder / "gray64_colorsr.png").exists()
+
+
+def test_glob_and_missing_path(tiny_weights, photo_folder, tmp_path):
+    r = _restore([str(photo_folder / "*.png"), str(tmp_path / "nope.png"), "-o", str(tmp_path / "g"),
+                  "--json"], tiny_weights)
+    summary = json.loads(r.stdout)
+    assert summary["done"] == 2 and summary["failed"] == 1 and r.exit_code == 1
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the no-CUDA message")
+def test_cuda_requested_without_cuda_is_a_clear_error(tiny_weights, photo_folder):
+    r = _restore([str(photo_folder), "--device", "cuda"], tiny_weights)
+    assert r.exit_code == 2
+    assert "CUDA is not available" in r.stderr
+
+
+def test_unknown_weights_name(photo_folder):
+    r = runner.invoke(app, ["restore", str(photo_folder), "-w", "no-such-model"])
+    assert r.exit_code == 2 and "unknown weights" in r.stderr
+
+
+def test_python_dash_m_entry_point():
+    r = subprocess.run([sys.executable, "-m", "colorsr_cli", "--help"], capture_output=True, text=True)
+    assert r.returncode == 0 and "restore" in r.stdout
+
+
+def test_weights_commands(tmp_path, monkeypatch):
+    monkeypatch.setenv("COLORSR_CACHE", str(tmp_path))
+    r = runner.invoke(app, ["weights", "list", "--json"])
+    assert r.exit_code == 0
+    names = {e["name"] for e in json.loads(r.stdout)}
+    assert "vgg19-imagenet" in names
+    r = runner.invoke(app, ["weights", "path"])
+    assert r.stdout.strip() == str(tmp_path)

@@ -1,0 +1,94 @@
+import pytest
+import torch
+
+from colorsr_cli.color import rgb_to_lab
+from colorsr_cli.pipeline import RestoreOptions, Restorer, working_input
+from colorsr_cli.weightfile import load_weight_file
+
+
+@pytest.fixture
+def models(tiny_weights):
+    return load_weight_file(tiny_weights[0])[0], load_weight_file(tiny_weights[1])[0]
+
+
+def test_64x64_gives_the_seed_pipeline_256x256(models):
+    restorer = Restorer(*models, RestoreOptions())
+    out = restorer.restore([torch.rand(3, 64, 64)])[0]
+    assert out.shape == (3, 256, 256)
+    assert 0 <= out.min() and out.max() <= 1
+
+
+def test_native_size_equals_unbatched_manual_pipeline(models):
+    """For a 64x64 input the pipeline is exactly: L -> G -> Lab -> RGB -> SR."""
+    color, sr = models
+    img = torch.rand(3, 64, 64)
+    out = Restorer(color, sr, RestoreOptions(tile=0)).restore([img])[0]
+    with torch.inference_mode():
+        L = rgb_to_lab(img)[:1]
+        ab = color((L / 50 - 1)[None])[0] * 110
+        from colorsr_cli.color import lab_to_rgb
+
+        ref = sr(lab_to_rgb(torch.cat((L, ab)))[None])[0]
+    assert (out - ref).abs().max() < 1e-5
+
+
+@pytest.mark.parametrize("scale", [1, 2, 4])
+def test_scale_and_odd_sizes(models, scale):
+    restorer = Restorer(*models, RestoreOptions(scale=scale, tile=32, tile_pad=8))
+    outs = restorer.restore([torch.rand(3, 1, 1), torch.rand(3, 3, 100), torch.rand(3, 37, 53)])
+    assert [tuple(o.shape[1:]) for o in outs] == [(scale, scale), (3 * scale, 100 * scale),
+                                                   (37 * scale, 53 * scale)]
+
+
+def test_colour_keeps_input_luminance_at_full_resolution(models):
+    """Colour-only at scale 1: the output's L is the input's own L (chroma comes from the
+    low-resolution working image), up to gamut clipping."""
+    img = torch.rand(1, 100, 160).expand(3, -1, -1) * 0.6 + 0.2
+    restorer = Restorer(models[0], None, RestoreOptions(mode="color-only", scale=1, color_size=32))
+    out = restorer.restore([img])[0]
+    diff = (rgb_to_lab(out)[0] - rgb_to_lab(img)[0]).abs()
+    assert diff.mean() < 1.0
+
+
+def test_batching_does_not_change_results(models):
+    imgs = [torch.rand(3, 64, 64) for _ in range(5)]
+    one = Restorer(*models, RestoreOptions(batch_size=1)).restore(imgs)
+    many = Restorer(*models, RestoreOptions(batch_size=8)).restore(imgs)
+    for a, b in zip(one, many):
+        assert (a - b).abs().max() < 1e-5
+
+
+def test_no_state_leaks_between_inputs(models):
+    restorer = Restorer(*models, RestoreOptions())
+    a, b = torch.rand(3, 64, 64), torch.rand(3, 64, 64)
+    first = restorer.restore([a])[0]
+    restorer.restore([b])
+    assert torch.equal(restorer.restore([a])[0], first)
+
+
+def test_sr_only_keeps_colour(models):
+    img = torch.zeros(3, 32, 32)
+    img[0] = 0.9  # saturated red
+    out = Restorer(None, models[1], RestoreOptions(mode="sr-only")).restore([img])[0]
+    assert out.shape == (3, 128, 128)
+
+
+def test_working_input_pads_to_multiple():
+    x, valid = working_input(torch.rand(1, 300, 200) * 100, 128, 8)
+    assert valid == (128, 85) and x.shape == (1, 128, 88)
+    x, valid = working_input(torch.rand(1, 5, 3) * 100, 128, 8)
+    assert valid == (5, 3) and x.shape == (1, 8, 8)
+
+
+def test_modes_need_their_models(models):
+    with pytest.raises(ValueError):
+        Restorer(None, models[1], RestoreOptions(mode="full"))
+    with pytest.raises(ValueError):
+        Restorer(models[0], None, RestoreOptions(mode="sr-only"))
+
+
+def test_bf16_on_cpu_is_close_to_fp32(models):
+    img = torch.rand(3, 64, 64)
+    ref = Restorer(*models, RestoreOptions()).restore([img])[0]
+    low = Restorer(*models, RestoreOptions(dtype=torch.bfloat16)).restore([img])[0]
+    assert (ref - low).abs().mean() < 0.03
