@@ -53,7 +53,7 @@ class Precision(str, Enum):
 
 
 def _fail(message: str, code: int = 2) -> typer.Exit:
-    console.print(f"[bold red]error:[/] {message}", highlight=False)
+    console.print(f"[bold red]error:[/] {message}", highlight=False, soft_wrap=True)
     return typer.Exit(code)
 
 
@@ -111,7 +111,7 @@ def restore(
     color_weights: str | None = typer.Option(None, "--color-weights", help="Colouriser weights."),
     sr_weights: str | None = typer.Option(None, "--sr-weights", help="Super-resolution weights."),
     batch_size: int = typer.Option(16, "--batch-size", "-b", min=1, help="Tiles/images per forward pass."),
-    tile: int = typer.Option(128, "--tile", "-t", min=0, help="SR tile size in input pixels (0: whole image)."),
+    tile: int = typer.Option(128, "--tile", "-t", min=0, help="SR tile size, input pixels (0: no tiles)."),
     tile_pad: int = typer.Option(16, "--tile-pad", min=0, help="Overlap context around each tile."),
     color_size: int = typer.Option(128, "--color-size", min=16,
                                    help="Long side of the colouriser's working resolution."),
@@ -123,7 +123,9 @@ def restore(
     as_json: bool = typer.Option(False, "--json", help="Print a machine-readable summary on stdout."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="Only errors and the summary."),
 ) -> None:
-    """Restore photos: colourise, then upscale 4x. Example: [bold]colorsr restore ./album --out ./restored[/]"""
+    """Restore photos: colourise, then upscale 4x.
+
+    Example: [bold]colorsr restore ./album --out ./restored[/]"""
     from colorsr_cli.batch import OutputPlan
     from colorsr_cli.devices import resolve_device, resolve_precision
     from colorsr_cli.io import find_images
@@ -139,7 +141,8 @@ def restore(
         options = RestoreOptions(mode=mode, scale=scale, tile=tile, tile_pad=tile_pad,
                                  batch_size=batch_size, color_size=color_size,
                                  dtype=resolve_precision(precision.value, dev))
-        color, sr = _load_models(weights, color_weights, sr_weights, mode != "sr-only", mode != "color-only")
+        color, sr = _load_models(weights, color_weights, sr_weights,
+                                 need_color=mode != "sr-only", need_sr=mode != "color-only")
         restorer = Restorer(color, sr, options, dev)
     except ColorsrError as exc:
         raise _fail(str(exc)) from None
@@ -264,7 +267,8 @@ def weights_verify(names: list[str] = typer.Argument(None, help="Names to check 
     for name in names or [n for n, e in entries.items() if is_present(e)]:
         ok, message = verify(_entry(name))
         bad |= not ok
-        out.print(f"[{'green' if ok else 'red'}]{'ok' if ok else 'BAD'}[/] {name}: {message}", highlight=False)
+        label = "[green]ok[/]" if ok else "[red]BAD[/]"
+        out.print(f"{label} {name}: {message}", highlight=False)
     if bad:
         raise typer.Exit(1)
 
@@ -282,7 +286,7 @@ def main() -> None:
     try:
         app()
     except ColorsrError as exc:
-        console.print(f"[bold red]error:[/] {exc}", highlight=False)
+        console.print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
         sys.exit(2)
 
 

@@ -4,6 +4,7 @@ progress bar (iter/s, losses, ETA). Registered on the app defined in cli.py."""
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import typer
@@ -23,6 +24,9 @@ from colorsr_cli.errors import ColorsrError
 def _reporter(progress: Progress, task):
     from colorsr_cli.train.common import Reporter
 
+    if progress.disable:
+        return Reporter()
+
     def on_step(step: int, total: int, metrics: dict[str, float]) -> None:
         text = "  ".join(f"{k} {v:.3g}" for k, v in metrics.items())
         progress.update(task, completed=step, total=total, metrics=text)
@@ -31,9 +35,11 @@ def _reporter(progress: Progress, task):
 
 
 def _run(trainer, recipe, resume: bool) -> Path:
+    # Under torchrun only rank 0 shows progress; the other ranks still report errors.
+    quiet = os.environ.get("RANK", "0") != "0"
     progress = Progress(TextColumn("[bold]train"), BarColumn(), MofNCompleteColumn(),
                         TextColumn("{task.fields[metrics]}"), TimeElapsedColumn(), TimeRemainingColumn(),
-                        console=console)
+                        console=console, disable=quiet)
     try:
         with progress:
             task = progress.add_task("train", total=None, metrics="")
@@ -63,7 +69,9 @@ def train_color_cmd(
     threads: int | None = typer.Option(None, "--threads", help="CPU threads for torch."),
     resume: bool = typer.Option(False, "--resume", help="Continue the run in --out from last.pt."),
 ) -> None:
-    """Train the colouriser (seed's pix2pix). Example: [bold]colorsr train color --data ./coco --out runs/c1[/]"""
+    """Train the colouriser (seed's pix2pix).
+
+    Example: [bold]colorsr train color --data ./coco --out runs/c1[/]"""
     from colorsr_cli.train.color import ColorRecipe, train_color
 
     recipe = ColorRecipe(data=str(data), out=str(out_dir), val=str(val) if val else None, size=size,
@@ -71,7 +79,8 @@ def train_color_cmd(
                          l1_weight=l1_weight, width=width, depth=depth, val_every=val_every, seed=seed,
                          device=device, amp=amp, workers=workers, threads=threads)
     run = _run(train_color, recipe, resume)
-    out.print(f"best model: {run / 'best.pt'}  (export with: colorsr export {run})", highlight=False)
+    if os.environ.get("RANK", "0") == "0":
+        out.print(f"best model: {run / 'best.pt'}  (export with: colorsr export {run})", highlight=False)
 
 
 @train_app.command("sr")
@@ -95,7 +104,9 @@ def train_sr_cmd(
     workers: int = typer.Option(0, "--workers"), threads: int | None = typer.Option(None, "--threads"),
     resume: bool = typer.Option(False, "--resume"),
 ) -> None:
-    """Train the super-resolution model (seed's SRGAN). Example: [bold]colorsr train sr --data ./photos --pretrain-steps 2000[/]"""
+    """Train the super-resolution model (seed's SRGAN).
+
+    Example: [bold]colorsr train sr --data ./photos --pretrain-steps 2000[/]"""
     from colorsr_cli.train.sr import SRRecipe, train_sr
 
     recipe = SRRecipe(data=str(data), out=str(out_dir), val=str(val) if val else None, hr_size=hr_size,
@@ -105,7 +116,8 @@ def train_sr_cmd(
                       val_every=val_every, seed=seed, device=device, amp=amp, workers=workers,
                       threads=threads)
     run = _run(train_sr, recipe, resume)
-    out.print(f"best model: {run / 'best.pt'}  (export with: colorsr export {run})", highlight=False)
+    if os.environ.get("RANK", "0") == "0":
+        out.print(f"best model: {run / 'best.pt'}  (export with: colorsr export {run})", highlight=False)
 
 
 @app.command()

@@ -1,0 +1,140 @@
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from colorsr_cli.export import export_run
+from colorsr_cli.models import ColorizerConfig, ColorizerUNet, PatchDiscriminator, SRConfig, SRGenerator
+from colorsr_cli.models.colorizer import PatchDiscriminatorConfig
+from colorsr_cli.models.srgan import SRDiscriminator, SRDiscriminatorConfig
+from colorsr_cli.pipeline import RestoreOptions, Restorer
+from colorsr_cli.train.color import ColorRecipe, pix2pix_step, train_color
+from colorsr_cli.train.sr import Perceptual, SRRecipe, pixel_step, srgan_step, train_sr
+from colorsr_cli.weightfile import load_weight_file
+
+from .conftest import photo_like
+
+
+@pytest.fixture(scope="module")
+def data_dir(tmp_path_factory):
+    root = tmp_path_factory.mktemp("data")
+    for k in range(24):
+        Image.fromarray(photo_like(64, 64, k)).save(root / f"tiny{k:02d}.jpg", quality=95)
+    for k in range(6):
+        Image.fromarray(photo_like(80, 96, 100 + k)).save(root / f"big{k}.png")
+    (root / "corrupt.jpg").write_bytes(b"\xff\xd8\xff garbage")
+    return root
+
+
+def _batch(n=8, size=32, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    base = torch.rand(n, 3, size // 8, size // 8, generator=g)
+    return torch.nn.functional.interpolate(base, size=(size, size), mode="bilinear")
+
+
+def test_pix2pix_losses_finite_and_decrease_on_fixed_batch():
+    torch.manual_seed(0)
+    G, D = ColorizerUNet(ColorizerConfig(width=8)), PatchDiscriminator(PatchDiscriminatorConfig(width=8))
+    opt_g = torch.optim.Adam(G.parameters(), 2e-4 * 5, betas=(0.5, 0.999))
+    opt_d = torch.optim.Adam(D.parameters(), 2e-4, betas=(0.5, 0.999))
+    rgb = _batch()
+    history = [pix2pix_step(G, D, opt_g, opt_d, rgb, 100.0, amp=False) for _ in range(40)]
+    assert all(np.isfinite(list(h.values())).all() for h in history)
+    assert np.mean([h["l1"] for h in history[-5:]]) < 0.7 * np.mean([h["l1"] for h in history[:5]])
+
+
+def test_srgan_losses_finite_and_decrease_on_fixed_batch():
+    torch.manual_seed(0)
+    G = SRGenerator(SRConfig(channels=8, blocks=1))
+    D = SRDiscriminator(SRDiscriminatorConfig(width=8, fc=32))
+    opt_g = torch.optim.Adam(G.parameters(), 1e-3, betas=(0.5, 0.999))
+    opt_d = torch.optim.Adam(D.parameters(), 2e-4, betas=(0.5, 0.999))
+    hr = _batch(4, 32)
+    lr = torch.nn.functional.interpolate(hr, scale_factor=0.25, mode="area")
+    warm = [pixel_step(G, opt_g, lr, hr, amp=False)["pixel"] for _ in range(30)]
+    assert warm[-1] < 0.7 * warm[0]
+    recipe = SRRecipe(data="", out="", perceptual="features", pixel_weight=1.0)
+    perceptual = Perceptual("features", D, "")
+    gan = [srgan_step(G, D, opt_g, opt_d, perceptual, lr, hr, recipe, amp=False) for _ in range(20)]
+    assert all(np.isfinite(list(h.values())).all() for h in gan)
+    assert gan[-1]["pixel"] < warm[0]
+
+
+def _states_equal(a, b):
+    return all(torch.equal(a[k], b[k]) for k in a) and a.keys() == b.keys()
+
+
+def test_color_resume_continues_the_same_schedule(data_dir, tmp_path):
+    common = dict(data=str(data_dir), width=8, disc_width=8, batch_size=4, val_every=3,
+                  checkpoint_every=2, log_every=1, device="cpu", threads=1)
+    train_color(ColorRecipe(out=str(tmp_path / "a"), max_steps=7, **common))
+    train_color(ColorRecipe(out=str(tmp_path / "b"), max_steps=4, **common))
+    train_color(ColorRecipe(out=str(tmp_path / "b"), max_steps=7, **common), resume=True)
+    a = torch.load(tmp_path / "a" / "last.pt", weights_only=True)
+    b = torch.load(tmp_path / "b" / "last.pt", weights_only=True)
+    assert a["step"] == b["step"] == 7
+    assert _states_equal(a["G"], b["G"]) and _states_equal(a["D"], b["D"])
+    records = [json.loads(line) for line in (tmp_path / "a" / "metrics.jsonl").read_text().splitlines()]
+    assert any("val_l1" in r for r in records) and all(np.isfinite(r.get("loss_g", 0)) for r in records)
+    assert list((tmp_path / "a" / "samples").glob("*.png"))
+
+
+def test_sr_training_with_warmup_resume_and_export(data_dir, tmp_path):
+    common = dict(data=str(data_dir), hr_size=32, channels=8, blocks=1, disc_width=8, batch_size=2,
+                  pretrain_steps=3, perceptual="features", pixel_weight=1.0, val_every=2,
+                  checkpoint_every=2, log_every=1, device="cpu", threads=1)
+    train_sr(SRRecipe(out=str(tmp_path / "a"), max_steps=6, **common))
+    train_sr(SRRecipe(out=str(tmp_path / "b"), max_steps=2, **common))
+    train_sr(SRRecipe(out=str(tmp_path / "b"), max_steps=6, **common), resume=True)
+    a = torch.load(tmp_path / "a" / "last.pt", weights_only=True)
+    b = torch.load(tmp_path / "b" / "last.pt", weights_only=True)
+    assert _states_equal(a["G"], b["G"])
+    assert (tmp_path / "a" / "best.pt").exists()
+
+
+def test_export_loads_back_with_identical_outputs(data_dir, tmp_path):
+    run = tmp_path / "run"
+    train_color(ColorRecipe(data=str(data_dir), out=str(run), width=8, disc_width=8, batch_size=4,
+                            max_steps=2, device="cpu", threads=1))
+    entry = export_run(run, tmp_path / "c.pt", "test-color", half=False)
+    assert entry["task"] == "color" and len(entry["sha256"]) == 64
+    assert entry["size"] == (tmp_path / "c.pt").stat().st_size
+    best, _ = load_weight_file(run / "best.pt")
+    exported, _ = load_weight_file(tmp_path / "c.pt")
+    img = [torch.rand(3, 64, 64)]
+    opts = RestoreOptions(mode="color-only", scale=1)
+    same = Restorer(best, None, opts).restore(img)[0], Restorer(exported, None, opts).restore(img)[0]
+    assert torch.equal(*same)
+    export_run(run, tmp_path / "h.pt", "half", half=True)
+    half, _ = load_weight_file(tmp_path / "h.pt")
+    assert (tmp_path / "h.pt").stat().st_size < 0.6 * entry["size"]
+    diff = Restorer(half, None, opts).restore(img)[0] - Restorer(best, None, opts).restore(img)[0]
+    assert diff.abs().max() < 0.02
+
+
+def test_empty_data_folder_is_a_clear_error(tmp_path):
+    from typer.testing import CliRunner
+
+    from colorsr_cli.cli import app
+
+    (tmp_path / "empty").mkdir()
+    r = CliRunner().invoke(app, ["train", "color", "--data", str(tmp_path / "empty"), "--out",
+                                 str(tmp_path / "run"), "--max-steps", "1"])
+    assert r.exit_code == 2 and "no usable images" in r.stderr
+
+
+@pytest.mark.slow
+def test_ddp_two_gloo_processes(data_dir, tmp_path):
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2",
+           "-m", "colorsr_cli", "train", "color", "--data", str(data_dir), "--out", str(tmp_path / "ddp"),
+           "--width", "8", "--batch-size", "4", "--max-steps", "3", "--device", "cpu", "--threads", "1"]
+    r = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=300)
+    assert r.returncode == 0, r.stderr[-3000:]
+    ckpt = torch.load(tmp_path / "ddp" / "last.pt", weights_only=True)
+    assert ckpt["step"] == 3
