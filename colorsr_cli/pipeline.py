@@ -69,9 +69,10 @@ class Restorer:
             rgbs = self.colorize(rgbs)
         if self.sr is not None:
             rgbs = self.super_resolve(rgbs)
-        return [self._rescale(rgb, img.shape[-2:]).cpu() for rgb, img in zip(rgbs, images)]
+        return [self.to_output_size(rgb, img.shape[-2:]).cpu() for rgb, img in zip(rgbs, images)]
 
-    def _rescale(self, rgb: torch.Tensor, in_hw: tuple[int, int]) -> torch.Tensor:
+    def to_output_size(self, rgb: torch.Tensor, in_hw: tuple[int, int]) -> torch.Tensor:
+        """Resize a stage output to options.scale times the input size (area down, bicubic up)."""
         target = (in_hw[0] * self.options.scale, in_hw[1] * self.options.scale)
         if tuple(rgb.shape[-2:]) == target:
             return rgb.clamp(0, 1)
