@@ -210,6 +210,109 @@ def _summarise(run, problems, as_json: bool) -> None:
         raise typer.Exit(1)
 
 
+@app.command()
+def video(
+    source: Path = typer.Argument(..., help="The film to restore (any format ffmpeg/OpenCV can read)."),
+    out_path: Path | None = typer.Option(None, "--out", "-o", help="Output video, or a folder for it "
+                                         "[default: <input stem>_colorsr.mp4 next to the input]."),
+    start: float = typer.Option(0.0, "--start", min=0, help="Start this many seconds into the film."),
+    end: float | None = typer.Option(None, "--end", min=0, help="Stop this many seconds into the film "
+                                     "[default: its end]."),
+    scale: int = typer.Option(4, "--scale", "-s", help="Output size relative to the input: 1, 2 or 4."),
+    color_only: bool = typer.Option(False, "--color-only", help="Only colourise (no super-resolution)."),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing output."),
+    weights: list[str] = typer.Option([], "--weights", "-w", help="A weight file or manifest name; "
+                                      "its task (colour or SR) decides which model it replaces."),
+    color_weights: str | None = typer.Option(None, "--color-weights", help="Colouriser weights."),
+    sr_weights: str | None = typer.Option(None, "--sr-weights", help="Super-resolution weights."),
+    batch_size: int = typer.Option(8, "--batch-size", "-b", min=1, help="Frames per batch (and tiles "
+                                   "per forward pass)."),
+    tile: int = typer.Option(128, "--tile", "-t", min=0, help="SR tile size, input pixels (0: no tiles)."),
+    tile_pad: int = typer.Option(16, "--tile-pad", min=0, help="Overlap context around each tile."),
+    color_size: int = typer.Option(128, "--color-size", min=16,
+                                   help="Long side of the colouriser's working resolution."),
+    device: str = typer.Option("auto", "--device", "-d", help="auto, cpu, cuda, cuda:N or mps."),
+    precision: Precision = typer.Option(Precision.fp32, "--precision", help="Compute precision "
+                                        "(fp16/bf16 autocast; fp16 needs a GPU)."),
+    codec: str = typer.Option("libx264", "--codec", help="ffmpeg video encoder (e.g. libx264, libx265)."),
+    crf: int = typer.Option(18, "--crf", min=0, max=63, help="Constant rate factor: lower is better "
+                            "quality and bigger files (18: visually lossless for x264)."),
+    temporal_smoothing: float = typer.Option(0.6, "--temporal-smoothing", min=0.0, max=1.0,
+                                             help="Weight of the past frames' colour (0: off); "
+                                             "reset at scene cuts. Higher is steadier but lags."),
+    as_json: bool = typer.Option(False, "--json", help="Print a machine-readable summary on stdout."),
+) -> None:
+    """Restore a film: colourise and upscale every frame, keep its sound.
+
+    Example: [bold]colorsr video old_film.mp4 --out restored.mp4[/]"""
+    from colorsr_cli.devices import resolve_device, resolve_precision
+    from colorsr_cli.pipeline import RestoreOptions, Restorer
+    from colorsr_cli.video import (
+        VideoOptions,
+        check_output,
+        find_ffmpeg,
+        probe_video,
+        restore_video,
+        video_output_path,
+    )
+
+    if scale not in (1, 2, 4):
+        raise _fail(f"--scale must be 1, 2 or 4, got {scale}")
+    if end is not None and end <= start:
+        raise _fail(f"--end ({end:g}s) must be after --start ({start:g}s)")
+    target = video_output_path(source, out_path)
+    try:  # before any model is loaded: a wrong file or an existing output fails fast
+        check_output(source, target, overwrite)
+        info = probe_video(source, find_ffmpeg())
+    except ColorsrError as exc:
+        raise _fail(str(exc), 1) from None
+    try:
+        dev = resolve_device(device)
+        options = RestoreOptions(mode="color-only" if color_only else "full", scale=scale, tile=tile,
+                                 tile_pad=tile_pad, batch_size=batch_size, color_size=color_size,
+                                 dtype=resolve_precision(precision.value, dev))
+        color, sr = _load_models(weights, color_weights, sr_weights, need_color=True, need_sr=not color_only)
+        restorer = Restorer(color, sr, options, dev)
+    except ColorsrError as exc:
+        raise _fail(str(exc)) from None
+    console.print(f"{source}: {info.width}x{info.height} at {info.fps:.4g} fps -> {target} "
+                  f"({info.width * scale}x{info.height * scale})", highlight=False, soft_wrap=True)
+    progress = Progress(TextColumn("[bold]video"), BarColumn(), MofNCompleteColumn(), TextColumn("frames"),
+                        TextColumn("{task.fields[rate]}"), TimeElapsedColumn(), TimeRemainingColumn(),
+                        console=console)
+    video_options = VideoOptions(start, end, codec, crf, temporal_smoothing, overwrite=overwrite)
+    began = time.time()
+    try:
+        with progress:
+            task = progress.add_task("video", total=info.frame_count, rate="")
+
+            def on_frames(done: int, total: int | None) -> None:
+                rate = done / max(time.time() - began, 1e-9)
+                progress.update(task, completed=done, total=total, rate=f"{rate:.2f} fps")
+
+            result = restore_video(source, target, restorer, video_options, on_frames)
+    except KeyboardInterrupt:
+        console.print(f"[yellow]interrupted[/]: nothing written to {target} (partial file deleted).")
+        raise typer.Exit(130) from None
+    except ColorsrError as exc:
+        raise _fail(str(exc), 1) from None
+    for note in result.notes:
+        console.print(f"[yellow]note[/] {note}", highlight=False, soft_wrap=True)
+    summary = asdict(result) | {"source": str(result.source), "output": str(result.output),
+                                "frames_per_second": round(result.frames / max(result.seconds, 1e-9), 3)}
+    if as_json:
+        out.print_json(json.dumps(summary))
+        return
+    table = Table(title="colorsr video")
+    for col in ("frames", "size", "fps", "time", "frames/s", "audio", "flicker"):
+        table.add_column(col, justify="right")
+    table.add_row(str(result.frames), f"{result.size[0]}x{result.size[1]}", f"{result.fps:.4g}",
+                  f"{result.seconds:.1f}s", f"{summary['frames_per_second']:.2f}",
+                  "kept" if result.audio_kept else "none",
+                  "-" if result.flicker is None else f"{result.flicker:.2f}")
+    console.print(table)
+
+
 # ---------------------------------------------------------------- weights
 
 
@@ -290,4 +393,4 @@ def main() -> None:
         sys.exit(2)
 
 
-from colorsr_cli import cli_train  # noqa: E402,F401  (registers `train ...` and `export`)
+from colorsr_cli import cli_eval, cli_train  # noqa: E402,F401,I001  (register `eval`, `train`, `export`)

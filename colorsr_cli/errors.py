@@ -23,3 +23,7 @@ class DownloadError(WeightsError):
 
 class DataError(ColorsrError):
     """A training data folder is empty or unreadable."""
+
+
+class VideoError(ColorsrError):
+    """A video could not be read, restored or encoded, or its output would replace a finished one."""

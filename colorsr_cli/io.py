@@ -17,9 +17,10 @@ import struct
 import tempfile
 import threading
 import warnings
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import BinaryIO
 
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
@@ -426,11 +427,20 @@ def _make_parent(path: Path) -> None:
 
 
 def _save_via_temp(path: Path, img: Image.Image, fmt: str, quality: int) -> None:
-    options = _save_options(fmt, quality)
+    with atomic_write(path) as file:
+        img.save(file, format=fmt, **_save_options(fmt, quality))
+
+
+@contextlib.contextmanager
+def atomic_write(path: Path) -> Iterator[BinaryIO]:
+    """The one atomic writer: yields a binary file that is a hidden temp file in path's folder;
+    on success it is fsynced and renamed over path, on any error (Ctrl-C included) deleted,
+    so readers never see a partial file."""
+    path = Path(path)
     fd, temp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
         with os.fdopen(fd, "wb") as file:
-            img.save(file, format=fmt, **options)
+            yield file
             file.flush()
             os.fsync(file.fileno())
         os.chmod(temp, _new_file_mode())  # mkstemp makes 0600; give what open() would

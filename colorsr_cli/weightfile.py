@@ -8,9 +8,7 @@ weights_only=True accepts only tensors and plain containers, and anything else i
 
 from __future__ import annotations
 
-import os
 import pickle
-import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -18,25 +16,18 @@ import torch
 from torch import nn
 
 from colorsr_cli.errors import WeightsError
+from colorsr_cli.io import atomic_write
 from colorsr_cli.models import ARCHITECTURES, arch_name_of, build_model, config_dict
 
 FORMAT = "colorsr-weights/1"
 
 
 def atomic_torch_save(obj: Any, path: Path) -> None:
-    """torch.save to a temp file in the destination folder, then rename into place."""
+    """torch.save through the project's one atomic writer (temp file + rename)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            torch.save(obj, f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with atomic_write(path) as f:
+        torch.save(obj, f)
 
 
 def save_weight_file(model: nn.Module, path: Path, meta: dict[str, Any] | None = None,

@@ -11,6 +11,7 @@ matching, Salimans et al. 2016; needs no downloaded network)."""
 from __future__ import annotations
 
 import os
+import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -64,6 +65,7 @@ class SRRecipe:
     blocks: int = 16
     head_kernel: int = 9
     tail_kernel: int = 9
+    global_skip: bool = False
     disc_width: int = 64
     vgg_weights: str = "vgg19-imagenet"
     val_fraction: float = 0.05
@@ -151,7 +153,7 @@ def train_sr(recipe: SRRecipe, resume: bool = False, reporter: Reporter | None =
         total = min(total, recipe.max_steps)
 
     G = SRGenerator(SRConfig(recipe.channels, recipe.blocks, recipe.head_kernel,
-                             recipe.tail_kernel, recipe.scale)).to(device)
+                             recipe.tail_kernel, recipe.scale, recipe.global_skip)).to(device)
     D = SRDiscriminator(SRDiscriminatorConfig(recipe.disc_width)).to(device)
     perceptual = Perceptual(recipe.perceptual, D, recipe.vgg_weights).to(device)
     opt_g = torch.optim.Adam(G.parameters(), recipe.lr, betas=(recipe.beta1, recipe.beta2))
@@ -198,6 +200,10 @@ def train_sr(recipe: SRRecipe, resume: bool = False, reporter: Reporter | None =
         run_loop(warm, ddp, run, reporter, train_idx, sample, step_fn, validate_fn, save_best,
                  state, step, best_val)
         step = warm.total_steps
+        best = Path(recipe.out) / "best.pt"
+        if ddp.main and best.exists():
+            # Keep the warm-up (SRResNet) model: it is the pixel-fidelity choice next to the GAN's.
+            shutil.copyfile(best, best.with_name("best_warmup.pt"))
     if step <= recipe.pretrain_steps:
         # The adversarial phase trades pixel fidelity for texture: its best checkpoint is chosen
         # among adversarial-phase checkpoints only, so the warm-up model never wins by default.

@@ -1,0 +1,170 @@
+"""`colorsr eval`: the project's evaluation protocol (shared/data README) on a folder of
+real colour photos, for our pipeline and the baselines, through the same Restorer as restore.
+
+truth = shorter side resized to 256 (area filter; bicubic if it must grow), centre crop 256x256;
+input = truth area-downsampled to 64x64, reduced to its luminance (L of Lab, a = b = 0).
+"""
+
+from __future__ import annotations
+
+import csv
+import io as _io
+import json
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import cv2
+import numpy as np
+import torch
+
+from colorsr_cli.color import lab_to_rgb, rgb_to_lab
+from colorsr_cli.errors import ColorsrError
+from colorsr_cli.io import ImageJob, atomic_write, read_image, write_image_atomic
+from colorsr_cli.metrics import METRICS, colorfulness
+from colorsr_cli.pipeline import Restorer, resize, to_tensor
+
+TRUTH_SIZE, INPUT_SIZE = 256, 64
+METRIC_GROUPS = {
+    "ssim": ("ssim", "ssim_y"),
+    "psnr": ("psnr", "psnr_y"),
+    "colorfulness": ("colorfulness",),
+    "delta_e": ("ab_error", "delta_e2000"),
+}
+# Metrics where smaller is better (for the contact sheet's best/worst and the table).
+LOWER_IS_BETTER = {"ab_error", "delta_e2000"}
+
+
+def protocol_pair(rgb: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
+    """A colour photo (H, W, 3) float32 -> (truth (3, 256, 256), gray input (3, 64, 64))."""
+    h, w = rgb.shape[:2]
+    f = TRUTH_SIZE / min(h, w)
+    size = (max(TRUTH_SIZE, round(w * f)), max(TRUTH_SIZE, round(h * f)))
+    interp = cv2.INTER_AREA if f < 1 else cv2.INTER_CUBIC
+    scaled = np.clip(cv2.resize(rgb, size, interpolation=interp), 0, 1)
+    y, x = (size[1] - TRUTH_SIZE) // 2, (size[0] - TRUTH_SIZE) // 2
+    truth = to_tensor(scaled[y:y + TRUTH_SIZE, x:x + TRUTH_SIZE])
+    small = resize(truth, (INPUT_SIZE, INPUT_SIZE), "area")
+    return truth, gray_of(small)
+
+
+def gray_of(rgb: torch.Tensor) -> torch.Tensor:
+    """(..., 3, H, W) -> the same image with its chroma removed (a = b = 0), as RGB."""
+    lab = rgb_to_lab(rgb)
+    return lab_to_rgb(torch.cat((lab[..., :1, :, :], torch.zeros_like(lab[..., 1:, :, :])), -3))
+
+
+Method = Callable[[list[torch.Tensor]], list[torch.Tensor]]
+
+
+def bicubic_x4(images: list[torch.Tensor]) -> list[torch.Tensor]:
+    return [resize(img, (TRUTH_SIZE, TRUTH_SIZE), "bicubic").clamp(0, 1) for img in images]
+
+
+def build_methods(full: Restorer, color_only: Restorer, sr_only: Restorer,
+                  compare: Restorer | None = None) -> dict[str, Method]:
+    """The baselines and ours, in table order."""
+    methods: dict[str, Method] = {
+        "gray+bicubic": bicubic_x4,
+        "colorize+bicubic": color_only.restore,
+        "sr(gray)": sr_only.restore,
+        "full": full.restore,
+    }
+    if compare is not None:
+        methods["full (compare)"] = compare.restore
+    return methods
+
+
+@dataclass
+class EvalReport:
+    metrics: list[str]
+    rows: list[dict] = field(default_factory=list)  # one per image x method
+    truth_colorfulness: list[float] = field(default_factory=list)
+    failures: list[tuple[str, str]] = field(default_factory=list)
+    sheet_rows: list[tuple[float, str, list[torch.Tensor]]] = field(default_factory=list)
+
+    def summary(self) -> dict:
+        names = list(dict.fromkeys(r["method"] for r in self.rows))
+        methods = {n: {m: float(np.mean([r[m] for r in self.rows if r["method"] == n])) for m in self.metrics}
+                   for n in names}
+        return {"protocol": "truth = 256x256 centre crop (area), input = 64x64 area-downsampled luminance",
+                "n_images": len(self.truth_colorfulness), "metrics": self.metrics, "methods": methods,
+                "truth": {"colorfulness": float(np.mean(self.truth_colorfulness or [float("nan")]))},
+                "failures": [{"file": f, "reason": r} for f, r in self.failures]}
+
+
+def evaluate(jobs: list[ImageJob], methods: dict[str, Method], metrics: list[str], batch_size: int = 32,
+             on_image: Callable[[int], None] | None = None, max_pixels: int = 100_000_000) -> EvalReport:
+    """Run every method on every photo's protocol input and score it against the truth."""
+    report = EvalReport(metrics)
+    for start in range(0, len(jobs), batch_size):
+        chunk, truths, inputs = [], [], []
+        for job in jobs[start:start + batch_size]:
+            try:
+                truth, gray = protocol_pair(read_image(job.source, max_pixels).rgb)
+            except ColorsrError as exc:
+                report.failures.append((str(job.source), str(exc)))
+                continue
+            chunk.append(job)
+            truths.append(truth)
+            inputs.append(gray)
+        if chunk:
+            _score_chunk(report, chunk, torch.stack(truths), inputs, methods, metrics)
+        if on_image:
+            on_image(min(start + batch_size, len(jobs)))
+    return report
+
+
+def _score_chunk(report: EvalReport, chunk: list[ImageJob], truth: torch.Tensor,
+                 inputs: list[torch.Tensor], methods: dict[str, Method], metrics: list[str]) -> None:
+    outputs = {name: torch.stack(method(inputs)).float().clamp(0, 1) for name, method in methods.items()}
+    report.truth_colorfulness += colorfulness(truth).tolist()
+    for name, out in outputs.items():
+        scores = {m: METRICS[m](out, truth).tolist() for m in metrics}
+        for k, job in enumerate(chunk):
+            report.rows.append({"image": str(job.relative), "method": name}
+                               | {m: scores[m][k] for m in metrics})
+    ranking = METRICS["ssim"](outputs["full"], truth).tolist()
+    for k, score in enumerate(ranking):
+        cells = [bicubic_nearest(inputs[k])] + [outputs[n][k] for n in methods] + [truth[k]]
+        report.sheet_rows.append((score, str(chunk[k].relative), cells))
+    _keep_extremes(report)
+
+
+def bicubic_nearest(img: torch.Tensor) -> torch.Tensor:
+    """The 64x64 input shown at 256x256 with visible pixels (nearest neighbour)."""
+    return resize(img, (TRUTH_SIZE, TRUTH_SIZE), "nearest")
+
+
+def _keep_extremes(report: EvalReport, keep: int = 3) -> None:
+    """Keep memory flat: only the best, median and worst candidates for the contact sheet."""
+    rows = sorted(report.sheet_rows, key=lambda r: r[0])
+    if len(rows) > 4 * keep:
+        mid = len(rows) // 2
+        rows = rows[:keep] + rows[mid - keep // 2: mid - keep // 2 + keep] + rows[-keep:]
+    report.sheet_rows = rows
+
+
+def write_report(report: EvalReport, folder: Path, method_names: list[str]) -> dict[str, Path]:
+    """metrics.csv, summary.json and contact_sheet.png (best / median / worst by full SSIM)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    buf = _io.StringIO()
+    writer = csv.DictWriter(buf, fieldnames=["image", "method", *report.metrics])
+    writer.writeheader()
+    writer.writerows(report.rows)
+    paths = {"csv": folder / "metrics.csv", "summary": folder / "summary.json",
+             "sheet": folder / "contact_sheet.png"}
+    _write_text_atomic(paths["csv"], buf.getvalue())
+    summary = report.summary() | {"columns": ["input", *method_names, "truth"]}
+    _write_text_atomic(paths["summary"], json.dumps(summary, indent=2))
+    rows = sorted(report.sheet_rows, key=lambda r: -r[0])
+    if rows:
+        picks = [rows[0], rows[len(rows) // 2], rows[-1]] if len(rows) >= 3 else rows
+        grid = torch.cat([torch.cat(cells, dim=2) for _, _, cells in picks], dim=1)
+        write_image_atomic(paths["sheet"], grid.permute(1, 2, 0).clamp(0, 1).numpy())
+    return paths
+
+
+def _write_text_atomic(path: Path, text: str) -> None:
+    with atomic_write(path) as f:
+        f.write(text.encode())

@@ -1,0 +1,533 @@
+"""Restoring a film: frames stream through the same Restorer stages as photos, a reader thread
+decodes ahead and a writer thread encodes behind (bounded queues: memory stays flat whatever the
+length), and the colour is smoothed over time.
+
+Temporal smoothing is the one documented exception to "no state between inputs": a colouriser
+that sees each frame alone picks slightly different colours for the same wall in every frame,
+which shows as chroma flicker. A ChromaSmoother owned by one video run keeps an exponential
+moving average of the ab channels (Lab) and starts afresh at scene cuts, detected as a large
+mean luminance change between consecutive frames. The luminance of every frame is its own, so
+no detail is blurred over time; only colour is. Being per pixel and not motion-compensated,
+it lets colour trail moving objects slightly (about strength / (1 - strength) frames).
+
+Encoding goes through an ffmpeg executable when one is found (H.264, audio kept, trimmed with
+--start/--end), else through OpenCV (mp4v, no audio; the result says so). The output is written
+under a hidden temp name in its folder and renamed at the end; on any error or Ctrl-C the temp
+file is deleted and ffmpeg is killed, so a finished output is never a partial film. (io's
+atomic_write hands out a file object; here ffmpeg must write the file itself because the MP4
+muxer needs to seek, so this module keeps its own temp name.) Nothing here prints."""
+
+from __future__ import annotations
+
+import math
+import os
+import queue
+import secrets
+import shutil
+import subprocess
+import tempfile
+import threading
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from fractions import Fraction
+from pathlib import Path
+
+import cv2
+import numpy as np
+import torch
+
+from colorsr_cli.color import lab_to_rgb, rgb_to_lab
+from colorsr_cli.errors import VideoError
+from colorsr_cli.pipeline import Restorer
+
+FrameCallback = Callable[[int, "int | None"], None]
+_DONE = object()
+_NO_FFMPEG = ("no ffmpeg executable found (install ffmpeg, or `pip install 'colorsr[video]'`): "
+              "encoded with OpenCV (mp4v, --codec/--crf ignored) and any audio track was dropped")
+
+
+@dataclass(frozen=True)
+class VideoOptions:
+    start: float = 0.0  # seconds into the input where the output begins
+    end: float | None = None  # seconds into the input where it ends (None: the end of the film)
+    codec: str = "libx264"  # ffmpeg video encoder
+    crf: int = 18  # constant rate factor (x264/x265: 0 lossless .. 51 worst; 18 looks lossless)
+    temporal_smoothing: float = 0.6  # weight of the past chroma in the moving average, 0 = off
+    scene_cut: float = 12.0  # mean |L change| (L in [0, 100]) between frames that starts a new shot
+    overwrite: bool = False
+
+
+@dataclass(frozen=True)
+class VideoInfo:
+    fps: float
+    width: int  # decoded frame size, pixels
+    height: int
+    frame_count: int | None  # as the container announces it (may be approximate)
+    has_audio: bool | None  # None: unknown (no ffmpeg to look)
+
+
+@dataclass
+class VideoResult:
+    source: Path
+    output: Path
+    frames: int
+    fps: float
+    size: tuple[int, int]  # output (width, height), pixels
+    seconds: float  # wall-clock time of the whole run
+    audio_kept: bool
+    notes: list[str] = field(default_factory=list)
+    # Mean |ab change| between consecutive colourised frames as sent to SR (input resolution,
+    # ab units); None when nothing was colourised.
+    flicker: float | None = None
+    scene_cuts: int = 0
+
+
+# ------------------------------------------------------------------ temporal colour
+
+
+class ChromaSmoother:
+    """Exponential moving average of a film's chroma: ab_t = s * ab_(t-1) + (1 - s) * ab_new,
+    restarted when the mean |L_t - L_(t-1)| exceeds cut_threshold (a new shot must not inherit
+    the previous shot's colours). State of one video run; create a new one per film."""
+
+    def __init__(self, strength: float = 0.6, cut_threshold: float = 12.0):
+        if not 0.0 <= strength <= 1.0:
+            raise ValueError(f"temporal smoothing must be in [0, 1], got {strength}")
+        self.strength = strength
+        self.cut_threshold = cut_threshold
+        self.cuts = 0
+        self._L: torch.Tensor | None = None
+        self._ab: torch.Tensor | None = None
+
+    def smooth(self, lab: torch.Tensor) -> torch.Tensor:
+        """Lab (3, H, W), L in [0, 100] -> Lab with the same L and time-smoothed ab."""
+        L, ab = lab[:1], lab[1:]
+        if self._ab is None or self._is_cut(L):
+            self.cuts += self._ab is not None
+            self._ab = ab
+        else:
+            self._ab = torch.lerp(ab, self._ab, self.strength)
+        self._L = L
+        return torch.cat((L, self._ab))
+
+    def _is_cut(self, L: torch.Tensor) -> bool:
+        if self._L.shape != L.shape:
+            return True
+        return (L - self._L).abs().mean().item() > self.cut_threshold
+
+
+class FlickerMeter:
+    """Running mean over consecutive frames of the mean |ab_t - ab_(t-1)|, in ab units."""
+
+    def __init__(self) -> None:
+        self._prev: torch.Tensor | None = None
+        self._total = 0.0
+        self._pairs = 0
+
+    def add(self, ab: torch.Tensor) -> None:
+        """ab (2, H, W) of the next frame."""
+        if self._prev is not None and self._prev.shape == ab.shape:
+            self._total += (ab - self._prev).abs().mean().item()
+            self._pairs += 1
+        self._prev = ab
+
+    @property
+    def value(self) -> float | None:
+        return self._total / self._pairs if self._pairs else None
+
+
+def flicker(frames: Iterable[torch.Tensor]) -> float:
+    """Chroma flicker of a clip: mean |ab change| between consecutive RGB (3, H, W) frames in
+    [0, 1], in ab units (0 for a clip of fewer than two frames)."""
+    meter = FlickerMeter()
+    for rgb in frames:
+        meter.add(rgb_to_lab(rgb.float())[1:])
+    return meter.value or 0.0
+
+
+# ------------------------------------------------------------------ paths and probing
+
+
+def find_ffmpeg() -> str | None:
+    """An ffmpeg executable: the one on PATH, else imageio-ffmpeg's bundled one, else None."""
+    found = shutil.which("ffmpeg")
+    if found:
+        return found
+    try:
+        import imageio_ffmpeg
+    except ImportError:
+        return None
+    try:
+        return imageio_ffmpeg.get_ffmpeg_exe()
+    except RuntimeError:  # the package is there but its binary is not (unsupported platform)
+        return None
+
+
+def video_output_path(source: Path, out: Path | None) -> Path:
+    """--out, or `<stem>_colorsr.mp4` inside --out when it is a folder, or next to the input."""
+    name = f"{Path(source).stem}_colorsr.mp4"
+    if out is None:
+        return Path(source).with_name(name)
+    return Path(out) / name if Path(out).is_dir() else Path(out)
+
+
+def check_output(source: Path, output: Path, overwrite: bool) -> None:
+    """Refuse an output that would replace the input, lacks a container extension, or exists
+    (unless overwrite): a finished film is never replaced by accident."""
+    if not output.suffix:
+        raise VideoError(f"{output}: give the output a container extension, e.g. .mp4")
+    if output.exists() and source.exists() and os.path.samefile(output, source):
+        raise VideoError(f"{output}: output would overwrite the input")
+    if output.exists() and not overwrite:
+        raise VideoError(f"{output}: output exists (use --overwrite to replace it)")
+
+
+def probe_video(path: Path, ffmpeg: str | None) -> VideoInfo:
+    """Frame rate, decoded frame size, announced frame count and audio presence; VideoError
+    naming the file when it cannot be decoded. The first frame is decoded to be sure."""
+    path = Path(path)
+    _check_input_file(path)
+    has_audio = _has_audio_stream(ffmpeg, path) if ffmpeg else None
+    cap = _open_capture(path)
+    try:
+        ok, frame = cap.read()
+        fps, count = cap.get(cv2.CAP_PROP_FPS), cap.get(cv2.CAP_PROP_FRAME_COUNT)
+    finally:
+        cap.release()
+    if not ok:
+        raise VideoError(f"{path}: cannot decode video: no frame could be decoded")
+    if not (math.isfinite(fps) and fps > 0):
+        raise VideoError(f"{path}: cannot decode video: unknown frame rate")
+    frames = int(count) if math.isfinite(count) and count > 0 else None
+    return VideoInfo(fps, frame.shape[1], frame.shape[0], frames, has_audio)
+
+
+def frame_span(info: VideoInfo, start: float, end: float | None) -> tuple[int, int | None]:
+    """--start/--end seconds -> (first frame, stop frame (exclusive) or None = to the end)."""
+    if start < 0:
+        raise VideoError(f"--start must be >= 0 seconds, got {start:g}")
+    first = round(start * info.fps)
+    stop = None if end is None else round(end * info.fps)
+    if info.frame_count is not None and first >= info.frame_count:
+        duration = info.frame_count / info.fps
+        raise VideoError(f"--start {start:g}s is past the end of the video ({duration:.2f}s)")
+    if stop is not None and stop <= first:
+        raise VideoError(f"no frames between --start {start:g}s and --end {end:g}s")
+    return first, stop
+
+
+def _check_input_file(path: Path) -> None:
+    try:
+        info = path.stat()
+    except OSError as err:
+        raise VideoError(f"{path}: cannot read: {err.strerror or err}") from err
+    if not path.is_file():
+        raise VideoError(f"{path}: cannot decode video: not a regular file")
+    if info.st_size == 0:
+        raise VideoError(f"{path}: cannot decode video: empty file (0 bytes)")
+
+
+def _has_audio_stream(ffmpeg: str, path: Path) -> bool:
+    """Read ffmpeg's stream listing (`ffmpeg -i`); a file it cannot open is a VideoError with
+    ffmpeg's reason (OpenCV would only print warnings to the terminal)."""
+    try:
+        run = subprocess.run([ffmpeg, "-hide_banner", "-nostdin", "-i", str(path.absolute())],
+                             capture_output=True, text=True, errors="replace", timeout=120)
+    except (OSError, subprocess.TimeoutExpired) as err:
+        raise VideoError(f"{path}: cannot probe video with {ffmpeg}: {err}") from err
+    streams = [line for line in run.stderr.splitlines() if line.lstrip().startswith("Stream #")]
+    if not any("Video:" in line for line in streams):
+        lines = [line for line in run.stderr.splitlines() if line.strip()]
+        reason = lines[-1].rsplit(": ", 1)[-1] if not streams and lines else "no video stream"
+        raise VideoError(f"{path}: cannot decode video: {reason}")
+    return any("Audio:" in line for line in streams)
+
+
+def _open_capture(path: Path) -> cv2.VideoCapture:
+    cap = cv2.VideoCapture(str(path), cv2.CAP_FFMPEG)
+    if not cap.isOpened():
+        raise VideoError(f"{path}: cannot decode video: not a video OpenCV can read")
+    return cap
+
+
+# ------------------------------------------------------------------ encoders
+
+
+class _FfmpegEncoder:
+    """RGB24 frames piped to ffmpeg's stdin; the source's audio, cut to the same time span with
+    input seeking, is re-encoded to AAC. No -shortest: with frames arriving slowly through a pipe,
+    ffmpeg's -shortest leaves audio running past the last frame by a varying amount, while the cut
+    keeps the input's own audio/video alignment."""
+
+    def __init__(self, ffmpeg: str, target: Path, size: tuple[int, int], fps: float,
+                 audio: tuple[Path, float, float | None] | None, options: VideoOptions):
+        self.target = target
+        self._log = tempfile.TemporaryFile()
+        cmd = [ffmpeg, "-hide_banner", "-loglevel", "error", "-nostats", "-y",
+               "-f", "rawvideo", "-pix_fmt", "rgb24", "-s", f"{size[0]}x{size[1]}",
+               "-r", str(Fraction(fps).limit_denominator(1001)), "-i", "-"]
+        if audio:
+            source, start, duration = audio
+            cmd += ["-ss", f"{start:.6f}", *(["-t", f"{duration:.6f}"] if duration else []),
+                    "-i", str(source.absolute())]
+        cmd += ["-map", "0:v:0", "-c:v", options.codec, "-crf", str(options.crf),
+                "-pix_fmt", "yuv420p" if size[0] % 2 == size[1] % 2 == 0 else "yuv444p"]
+        if audio:
+            cmd += ["-map", "1:a", "-c:a", "aac"]
+        # Own session: a Ctrl-C in the terminal reaches only us; we decide to kill ffmpeg.
+        self._proc = subprocess.Popen([*cmd, str(target.absolute())], stdin=subprocess.PIPE,
+                                      stdout=subprocess.DEVNULL, stderr=self._log,
+                                      start_new_session=True)
+
+    def write(self, frame: np.ndarray) -> None:
+        """frame: uint8 (H, W, 3) RGB, C-contiguous."""
+        try:
+            self._proc.stdin.write(frame.data)
+        except (BrokenPipeError, OSError):
+            self._proc.wait()
+            raise VideoError(f"{self.target}: ffmpeg stopped: {self._reason()}") from None
+
+    def close(self) -> None:
+        try:
+            self._proc.stdin.close()
+        except (BrokenPipeError, OSError):
+            pass
+        if self._proc.wait() != 0:
+            raise VideoError(f"{self.target}: ffmpeg failed: {self._reason()}")
+        self._log.close()
+
+    def abort(self) -> None:
+        if self._proc.poll() is None:
+            self._proc.kill()
+        self._proc.wait()
+        self._log.close()
+
+    def _reason(self) -> str:
+        self._log.seek(0)
+        lines = self._log.read().decode(errors="replace").strip().splitlines()
+        return lines[-1] if lines else f"exit code {self._proc.returncode}"
+
+
+class _OpenCVEncoder:
+    """The fallback without ffmpeg: OpenCV's own MPEG-4 Part 2 writer, video only."""
+
+    def __init__(self, target: Path, size: tuple[int, int], fps: float):
+        self.target = target
+        self._writer = cv2.VideoWriter(str(target), cv2.CAP_FFMPEG, cv2.VideoWriter_fourcc(*"mp4v"),
+                                       fps, size)
+        if not self._writer.isOpened():
+            raise VideoError(f"{target}: OpenCV cannot write this video (try a .mp4 output)")
+
+    def write(self, frame: np.ndarray) -> None:
+        self._writer.write(cv2.cvtColor(frame, cv2.COLOR_RGB2BGR))
+
+    def close(self) -> None:
+        self._writer.release()
+
+    abort = close
+
+
+# ------------------------------------------------------------------ the run
+
+
+def restore_video(source: Path, output: Path, restorer: Restorer, options: VideoOptions = VideoOptions(),
+                  on_frames: FrameCallback | None = None) -> VideoResult:
+    """Restore every frame of source between options.start and options.end into output
+    (scale x the input size, the input's frame rate, audio kept when ffmpeg is available).
+    Frames go through the restorer in batches of restorer.options.batch_size. on_frames(done,
+    total) is called from this thread after each batch; total is the container's estimate
+    (None if unknown). Raises VideoError; on any error or interrupt no output is left behind."""
+    started = time.perf_counter()
+    source, output = Path(source), Path(output)
+    check_output(source, output, options.overwrite)
+    ffmpeg = find_ffmpeg()
+    info = probe_video(source, ffmpeg)
+    first, stop = frame_span(info, options.start, options.end)
+    scale = restorer.options.scale
+    size = (info.width * scale, info.height * scale)
+    audio_kept = bool(info.has_audio)  # None (no ffmpeg to keep it) counts as not kept
+    notes = _encoding_notes(ffmpeg, size)
+    output.parent.mkdir(parents=True, exist_ok=True)
+    temp = output.with_name(f".{output.name}.{secrets.token_hex(4)}.tmp{output.suffix}")
+    encoder = None
+    try:
+        if ffmpeg:
+            audio = (source, first / info.fps, None if stop is None else (stop - first) / info.fps)
+            encoder = _FfmpegEncoder(ffmpeg, temp, size, info.fps, audio if audio_kept else None, options)
+        else:
+            encoder = _OpenCVEncoder(temp, size, info.fps)
+        run = _Run(source, restorer, ChromaSmoother(options.temporal_smoothing, options.scene_cut))
+        frames = run.process(first, stop, _estimate_total(info, first, stop), encoder, on_frames)
+        encoder.close()
+        _fsync(temp)
+        os.replace(temp, output)
+    except BaseException:
+        if encoder is not None:
+            encoder.abort()
+        temp.unlink(missing_ok=True)
+        raise
+    if info.frame_count is not None and stop is None and frames != info.frame_count - first:
+        notes.append(f"decoded {frames} frames; the container announced {info.frame_count - first}")
+    return VideoResult(source, output, frames, info.fps, size, time.perf_counter() - started,
+                       audio_kept, notes, run.meter.value, run.smoother.cuts)
+
+
+def _encoding_notes(ffmpeg: str | None, size: tuple[int, int]) -> list[str]:
+    if ffmpeg is None:
+        return [_NO_FFMPEG]
+    if size[0] % 2 or size[1] % 2:
+        return [f"odd frame size {size[0]}x{size[1]}: encoded as yuv444p (some players need even sizes)"]
+    return []
+
+
+def _estimate_total(info: VideoInfo, first: int, stop: int | None) -> int | None:
+    ends = [n for n in (info.frame_count, stop) if n is not None]
+    return max(0, min(ends) - first) if ends else None
+
+
+def _fsync(path: Path) -> None:
+    """Flush the encoded file to disk before the rename makes it the finished output."""
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+class _Run:
+    """One film through the restorer: owns the chroma state and the decode/encode threads."""
+
+    def __init__(self, source: Path, restorer: Restorer, smoother: ChromaSmoother):
+        self.source = source
+        self.restorer = restorer
+        self.smoother = smoother
+        self.meter = FlickerMeter()
+
+    def process(self, first: int, stop: int | None, total: int | None, encoder,
+                on_frames: FrameCallback | None) -> int:
+        """Decode, restore and encode frames [first, stop); returns how many were written."""
+        batch_size = max(1, self.restorer.options.batch_size)
+        decoded: queue.Queue = queue.Queue(maxsize=2)
+        encoded: queue.Queue = queue.Queue(maxsize=2 * batch_size)
+        halt, abort = threading.Event(), threading.Event()
+        failures: list[BaseException] = []
+        reader = threading.Thread(target=_read_frames, daemon=True,
+                                  args=(self.source, first, stop, batch_size, decoded, halt))
+        writer = threading.Thread(target=_write_frames, args=(encoder, encoded, failures, abort),
+                                  daemon=True)
+        reader.start()
+        writer.start()
+        done = 0
+        try:
+            while (batch := decoded.get()) is not _DONE:
+                if isinstance(batch, BaseException):
+                    raise VideoError(f"{self.source}: cannot decode frame {first + done}: {batch}")
+                for frame in self._restore(batch, first + done):
+                    if failures:
+                        raise failures[0]
+                    encoded.put(frame)
+                done += len(batch)
+                if on_frames:
+                    on_frames(done, total if total is None else max(total, done))
+        except BaseException:
+            abort.set()  # the writer drops what is queued instead of encoding it
+            raise
+        finally:
+            halt.set()
+            encoded.put(_DONE)
+            writer.join()
+            reader.join()
+        if failures:
+            raise failures[0]
+        if done == 0:
+            raise VideoError(f"{self.source}: no frames decoded between --start and --end")
+        return done
+
+    @torch.inference_mode()
+    def _restore(self, batch: list[torch.Tensor], index: int) -> list[np.ndarray]:
+        """RGB (3, H, W) frames in [0, 1] -> uint8 (scale*H, scale*W, 3) RGB frames."""
+        r = self.restorer
+        rgbs = [f.to(r.device) for f in batch]
+        in_hw = tuple(rgbs[0].shape[-2:])
+        try:
+            if r.colorizer is not None:
+                rgbs = [self._smooth(rgb) for rgb in r.colorize(rgbs)]
+            if r.sr is not None:
+                rgbs = r.super_resolve(rgbs)
+        except (RuntimeError, ValueError) as exc:
+            raise VideoError(f"{self.source}: restore failed at frame {index}: "
+                             f"{str(exc).splitlines()[0]}") from exc
+        return [_to_frame(r.to_output_size(rgb, in_hw)) for rgb in rgbs]
+
+    def _smooth(self, rgb: torch.Tensor) -> torch.Tensor:
+        lab = self.smoother.smooth(rgb_to_lab(rgb))
+        self.meter.add(lab[1:])
+        return lab_to_rgb(lab)
+
+
+def _to_frame(rgb: torch.Tensor) -> np.ndarray:
+    """(3, H, W) in [0, 1] on any device -> uint8 (H, W, 3) RGB, C-contiguous, on the CPU."""
+    return (rgb * 255).round_().clamp_(0, 255).to(torch.uint8).permute(1, 2, 0).contiguous().cpu().numpy()
+
+
+def _read_frames(source: Path, first: int, stop: int | None, batch_size: int, out: queue.Queue,
+                 halt: threading.Event) -> None:
+    """Reader thread: batches of RGB (3, H, W) float frames in [0, 1], then _DONE; a decoder
+    error is handed over as the exception itself. Frames before `first` are skipped with
+    grab() (decoded, not converted): exact where container seeking may land on a keyframe."""
+    cap = cv2.VideoCapture(str(source), cv2.CAP_FFMPEG)
+    try:
+        index = 0
+        while index < first and cap.grab():
+            index += 1
+        batch: list[torch.Tensor] = []
+        while (stop is None or index < stop) and not halt.is_set():
+            ok, bgr = cap.read()
+            if not ok:
+                break
+            index += 1
+            batch.append(_to_tensor(bgr))
+            if len(batch) == batch_size:
+                _put(out, batch, halt)
+                batch = []
+        if batch:
+            _put(out, batch, halt)
+    except Exception as exc:  # noqa: BLE001 - handed to the main thread, which raises it
+        _put(out, exc, halt)
+    finally:
+        cap.release()
+        _put(out, _DONE, halt)
+
+
+def _to_tensor(bgr: np.ndarray) -> torch.Tensor:
+    """OpenCV's uint8 (H, W, 3) BGR -> RGB (3, H, W) float32 in [0, 1]."""
+    return torch.from_numpy(cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)).permute(2, 0, 1).float() / 255
+
+
+def _put(q: queue.Queue, item: object, halt: threading.Event) -> None:
+    """Blocking put that gives up once the run is halted (nobody reads any more)."""
+    while not halt.is_set():
+        try:
+            q.put(item, timeout=0.1)
+            return
+        except queue.Full:
+            continue
+
+
+def _write_frames(encoder, frames: queue.Queue, failures: list[BaseException],
+                  abort: threading.Event) -> None:
+    """Writer thread: encode frames until _DONE. After a failure (left in failures for the main
+    thread) or an abort it keeps draining the queue, so the main thread never blocks on it."""
+    shape = None
+    while (frame := frames.get()) is not _DONE:
+        if failures or abort.is_set():
+            continue
+        try:
+            shape = shape or frame.shape
+            if frame.shape != shape:
+                raise VideoError(f"{encoder.target}: frame size changed mid-film "
+                                 f"({shape[1]}x{shape[0]} -> {frame.shape[1]}x{frame.shape[0]})")
+            encoder.write(frame)
+        except BaseException as exc:  # noqa: BLE001 - reported by the main thread
+            failures.append(exc)

@@ -1,0 +1,246 @@
+import json
+import os
+import re
+import subprocess
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+import torch
+from skimage.color import rgb2lab
+from typer.testing import CliRunner
+
+from colorsr_cli import video
+from colorsr_cli.cli import app
+from colorsr_cli.errors import VideoError
+from colorsr_cli.pipeline import RestoreOptions, Restorer
+from colorsr_cli.video import ChromaSmoother, VideoOptions, flicker, restore_video
+from colorsr_cli.weightfile import load_weight_file
+
+from .conftest import photo_like
+
+imageio_ffmpeg = pytest.importorskip("imageio_ffmpeg")
+FFMPEG = imageio_ffmpeg.get_ffmpeg_exe()
+runner = CliRunner()
+FPS, FRAMES, W, H = 12, 24, 64, 48
+
+
+def write_clip(path: Path, frames: list[np.ndarray], fps: float = FPS) -> Path:
+    """RGB uint8 (H, W, 3) frames -> an mp4v file, as a camera or an old transfer would give."""
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"mp4v"), fps, frames[0].shape[1::-1])
+    for frame in frames:
+        writer.write(cv2.cvtColor(frame, cv2.COLOR_RGB2BGR))
+    writer.release()
+    return path
+
+
+def panning_frames(n: int = FRAMES, h: int = H, w: int = W) -> list[np.ndarray]:
+    wide = photo_like(h, w + n, seed=5)
+    return [np.ascontiguousarray(wide[:, k:k + w]) for k in range(n)]
+
+
+def with_sine_audio(clip: Path, out: Path, seconds: float) -> Path:
+    subprocess.run([FFMPEG, "-hide_banner", "-loglevel", "error", "-y", "-i", str(clip), "-f", "lavfi",
+                    "-i", f"sine=frequency=440:duration={seconds}", "-map", "0:v", "-map", "1:a",
+                    "-c:v", "copy", "-c:a", "aac", str(out)], check=True)
+    return out
+
+
+def read_clip(path: Path) -> tuple[list[np.ndarray], float]:
+    cap = cv2.VideoCapture(str(path))
+    frames = []
+    while (got := cap.read())[0]:
+        frames.append(cv2.cvtColor(got[1], cv2.COLOR_BGR2RGB))
+    fps = cap.get(cv2.CAP_PROP_FPS)
+    cap.release()
+    return frames, fps
+
+
+def ffmpeg_listing(path: Path) -> str:
+    return subprocess.run([FFMPEG, "-hide_banner", "-i", str(path)], capture_output=True, text=True).stderr
+
+
+def duration_seconds(path: Path) -> float:
+    h, m, s = re.search(r"Duration: (\d+):(\d+):([\d.]+)", ffmpeg_listing(path)).groups()
+    return int(h) * 3600 + int(m) * 60 + float(s)
+
+
+def as_tensors(frames: list[np.ndarray]) -> list[torch.Tensor]:
+    return [torch.from_numpy(f).permute(2, 0, 1).float() / 255 for f in frames]
+
+
+@pytest.fixture
+def restorer(tiny_weights):
+    def make(**options) -> Restorer:
+        color, sr = load_weight_file(tiny_weights[0])[0], load_weight_file(tiny_weights[1])[0]
+        return Restorer(color, sr, RestoreOptions(**{"batch_size": 8, **options}))
+    return make
+
+
+@pytest.fixture
+def clip_with_audio(tmp_path) -> Path:
+    silent = write_clip(tmp_path / "silent.mp4", panning_frames())
+    return with_sine_audio(silent, tmp_path / "film.mp4", FRAMES / FPS)
+
+
+def _video_cli(args: list[str], tiny_weights) -> object:
+    return runner.invoke(app, ["video", *args, "-w", str(tiny_weights[0]), "-w", str(tiny_weights[1])])
+
+
+def test_cli_keeps_frame_count_fps_size_and_audio(clip_with_audio, tiny_weights, tmp_path):
+    result = _video_cli([str(clip_with_audio), "--out", str(tmp_path / "out.mp4"), "--scale", "2",
+                         "--batch-size", "5", "--json"], tiny_weights)
+    assert result.exit_code == 0, result.output
+    summary = json.loads(result.stdout)
+    frames, fps = read_clip(tmp_path / "out.mp4")
+    assert len(frames) == summary["frames"] == FRAMES
+    assert fps == pytest.approx(FPS, abs=0.01) and summary["fps"] == pytest.approx(FPS)
+    assert frames[0].shape == (2 * H, 2 * W, 3) and summary["size"] == [2 * W, 2 * H]
+    assert summary["audio_kept"] is True and "Audio:" in ffmpeg_listing(tmp_path / "out.mp4")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["film.mp4", "out.mp4", "silent.mp4"]
+
+
+def test_start_and_end_trim_frames_and_audio(clip_with_audio, restorer, tmp_path):
+    out = tmp_path / "part.mp4"
+    result = restore_video(clip_with_audio, out, restorer(), VideoOptions(start=0.5, end=1.5))
+    frames, _ = read_clip(out)
+    assert result.frames == len(frames) == 12 and frames[0].shape == (4 * H, 4 * W, 3)
+    assert result.audio_kept and "Audio:" in ffmpeg_listing(out)
+    assert duration_seconds(out) == pytest.approx(1.0, abs=0.1)
+
+
+def test_silent_input_gives_silent_output(tmp_path, restorer):
+    clip = write_clip(tmp_path / "silent.mp4", panning_frames(10))
+    result = restore_video(clip, tmp_path / "out.mp4", restorer(scale=1))
+    assert result.frames == 10 and not result.audio_kept and result.notes == []
+    assert "Audio:" not in ffmpeg_listing(tmp_path / "out.mp4")
+
+
+def test_without_ffmpeg_opencv_writes_the_video_and_says_audio_was_dropped(clip_with_audio, restorer,
+                                                                          tmp_path, monkeypatch):
+    monkeypatch.setattr(video, "find_ffmpeg", lambda: None)
+    out = tmp_path / "out.mp4"
+    result = restore_video(clip_with_audio, out, restorer(scale=2))
+    frames, fps = read_clip(out)
+    assert len(frames) == result.frames == FRAMES and fps == pytest.approx(FPS, abs=0.01)
+    assert frames[0].shape == (2 * H, 2 * W, 3)
+    assert not result.audio_kept and "Audio:" not in ffmpeg_listing(out)
+    assert any("audio" in note and "ffmpeg" in note for note in result.notes)
+
+
+def test_odd_size_at_scale_1_is_encoded_and_noted(tmp_path, restorer):
+    clip = tmp_path / "odd.mkv"  # lossless FFV1: mp4v would round the size down to even
+    subprocess.run([FFMPEG, "-hide_banner", "-loglevel", "error", "-f", "rawvideo", "-pix_fmt", "rgb24",
+                    "-s", "63x47", "-r", str(FPS), "-i", "-", "-c:v", "ffv1", str(clip)],
+                   input=b"".join(f.tobytes() for f in panning_frames(6, 47, 63)), check=True)
+    result = restore_video(clip, tmp_path / "out.mp4", restorer(scale=1, mode="color-only"))
+    frames, _ = read_clip(tmp_path / "out.mp4")
+    assert len(frames) == 6 and frames[0].shape == (47, 63, 3)
+    assert any("yuv444p" in note for note in result.notes)
+
+
+def test_chroma_smoother_is_an_ema_restarted_at_scene_cuts():
+    """Hand-computed: s = 0.6 keeps 60% of the past ab; a jump in L starts a new shot."""
+    smoother = ChromaSmoother(strength=0.6, cut_threshold=12.0)
+
+    def lab(L: float, a: float, b: float) -> torch.Tensor:
+        return torch.tensor([L, a, b], dtype=torch.float32).view(3, 1, 1).expand(3, 2, 2)
+
+    assert smoother.smooth(lab(50, 10, -20))[:, 0, 0].tolist() == pytest.approx([50, 10, -20])
+    assert smoother.smooth(lab(52, 20, 0))[:, 0, 0].tolist() == pytest.approx([52, 14, -12])
+    assert smoother.smooth(lab(80, -30, 40))[:, 0, 0].tolist() == pytest.approx([80, -30, 40])
+    assert smoother.cuts == 1
+    assert ChromaSmoother(0.0).smooth(lab(50, 10, -20)).equal(lab(50, 10, -20))
+
+
+def test_flicker_is_the_mean_absolute_ab_change_between_frames():
+    """Reference: scikit-image's Lab on the same 8-bit frames."""
+    rng = np.random.default_rng(0)
+    frames = [(rng.random((8, 9, 3)) * 255).round().astype(np.uint8) for _ in range(4)]
+    ab = [rgb2lab(f / 255.0)[..., 1:] for f in frames]
+    expected = np.mean([np.abs(b - a).mean() for a, b in zip(ab, ab[1:])])
+    assert flicker(as_tensors(frames)) == pytest.approx(expected, rel=1e-3)
+    assert flicker(as_tensors(frames[:1])) == 0.0
+
+
+def test_temporal_smoothing_lowers_flicker_on_a_static_noisy_clip(tmp_path, restorer):
+    rng = np.random.default_rng(1)
+    still = photo_like(H, W, seed=2, gray=True).astype(float)
+    noisy = [np.clip(still + rng.normal(0, 6, still.shape), 0, 255).astype(np.uint8) for _ in range(FRAMES)]
+    noisy = [np.repeat(gray[..., None], 3, axis=2) for gray in noisy]
+    clip = write_clip(tmp_path / "static.mp4", noisy)
+    measured = {}
+    for strength in (0.0, 0.8):
+        out = tmp_path / f"smooth{strength}.mp4"
+        result = restore_video(clip, out, restorer(scale=1, mode="color-only"),
+                               VideoOptions(temporal_smoothing=strength, crf=0))
+        measured[strength] = flicker(as_tensors(read_clip(out)[0])), result.flicker
+        assert result.scene_cuts == 0
+    assert measured[0.8][0] < 0.7 * measured[0.0][0]
+    assert measured[0.8][1] < 0.7 * measured[0.0][1]
+
+
+@pytest.mark.parametrize("content", [None, b"\x00junk" * 900])
+def test_missing_or_corrupt_file_is_one_clear_error(tmp_path, tiny_weights, content):
+    source = tmp_path / "film.mp4"
+    if content is not None:
+        source.write_bytes(content)
+    result = _video_cli([str(source)], tiny_weights)
+    assert result.exit_code == 1
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1 and lines[0].startswith("error:") and "film.mp4" in lines[0], result.stderr
+    assert sorted(p.name for p in tmp_path.iterdir()) == ([] if content is None else ["film.mp4"])
+
+
+def _ffmpeg_children() -> list[int]:
+    """Processes of ours whose name says ffmpeg (Linux /proc), to check none is left running."""
+    found = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            text = stat.read_text()
+        except OSError:
+            continue
+        if "ffmpeg" in text.split(")")[0] and int(text.rsplit(")", 1)[1].split()[1]) == os.getpid():
+            found.append(int(text.split()[0]))
+    return found
+
+
+@pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="needs /proc")
+def test_interrupt_mid_run_leaves_no_output_no_temp_and_no_ffmpeg(clip_with_audio, restorer, tmp_path):
+    def ctrl_c(done: int, total: int | None) -> None:
+        raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        restore_video(clip_with_audio, tmp_path / "out.mp4", restorer(batch_size=4), on_frames=ctrl_c)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["film.mp4", "silent.mp4"]
+    assert _ffmpeg_children() == []
+
+
+def test_model_failure_mid_run_is_a_video_error_and_leaves_nothing(clip_with_audio, restorer, tmp_path):
+    restorer = restorer(batch_size=4)
+    calls = []
+
+    def failing_sr(rgbs):
+        calls.append(len(rgbs))
+        if len(calls) == 3:
+            raise RuntimeError("CUDA out of memory (simulated)\ndetails")
+        return Restorer.super_resolve(restorer, rgbs)
+
+    restorer.super_resolve = failing_sr
+    with pytest.raises(VideoError, match=r"film.mp4: restore failed at frame 8: CUDA out of memory"):
+        restore_video(clip_with_audio, tmp_path / "out.mp4", restorer)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["film.mp4", "silent.mp4"]
+
+
+def test_existing_output_is_refused_unless_overwrite(tmp_path, tiny_weights):
+    clip = write_clip(tmp_path / "film.mp4", panning_frames(6))
+    default_out = tmp_path / "film_colorsr.mp4"
+    assert _video_cli([str(clip), "--scale", "1"], tiny_weights).exit_code == 0
+    before = default_out.read_bytes()
+    refused = _video_cli([str(clip), "--scale", "1"], tiny_weights)
+    assert refused.exit_code == 1 and "--overwrite" in refused.stderr
+    assert default_out.read_bytes() == before
+    replaced = _video_cli([str(clip), "--scale", "2", "--overwrite", "--json"], tiny_weights)
+    assert replaced.exit_code == 0 and json.loads(replaced.stdout)["size"] == [2 * 64, 2 * 48]
+    assert read_clip(default_out)[0][0].shape == (96, 128, 3)
