@@ -28,6 +28,7 @@ from colorsr_cli.train.common import (
     RunLog,
     Schedule,
     area_resize,
+    critic_backward,
     load_checkpoint,
     make_grid,
     random_flip,
@@ -178,12 +179,10 @@ def pix2pix_step(G, D, opt_g, opt_d, rgb: torch.Tensor, l1_weight: float, amp: b
         L, ab = split_lab(rgb.float())
         fake_ab = G(L)
         real, fake = torch.cat((L, ab), 1), torch.cat((L, fake_ab), 1)
-        # Real and fake go through D in one batch: one forward per step keeps DDP simple.
-        pred = D(torch.cat((real, fake.detach()))).float()
-        p_real, p_fake = pred.chunk(2)
-        loss_d = F.mse_loss(p_real, torch.ones_like(p_real)) + F.mse_loss(p_fake, torch.zeros_like(p_fake))
+    # Real and fake batches go through D separately (see common.critic_backward).
     opt_d.zero_grad(set_to_none=True)
-    loss_d.backward()
+    loss_d = (critic_backward(D, real, 1.0, F.mse_loss, amp, first=True)
+              + critic_backward(D, fake.detach(), 0.0, F.mse_loss, amp, first=False))
     opt_d.step()
 
     critic = unwrap(D)

@@ -3,6 +3,7 @@ run folders with JSONL metrics, checkpoints, and the distributed setup."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import time
@@ -268,3 +269,19 @@ def run_loop(schedule: Schedule, ddp: Dist, run: RunLog, reporter: Reporter,
             elif step % schedule.checkpoint_every == 0:
                 checkpoint()
     checkpoint()
+
+
+def critic_backward(D: torch.nn.Module, x: torch.Tensor, target: float, loss_fn: Callable,
+                    amp: bool, first: bool) -> torch.Tensor:
+    """loss_fn(D(x), target) back-propagated into D at once; returns the (detached) loss.
+
+    Real and fake batches go through D in separate passes, as in pix2pix and SRGAN: with
+    BatchNorm, a mixed batch would let D judge images by batch statistics that the
+    generator's own (fake-only) pass never has. Under DDP the first of the two calls skips
+    the gradient all-reduce (no_sync) and the second reduces both."""
+    sync = D.no_sync() if first and hasattr(D, "no_sync") else contextlib.nullcontext()
+    with sync, torch.autocast(x.device.type, torch.bfloat16, enabled=amp):
+        out = D(x).float()
+        loss = loss_fn(out, torch.full_like(out, target))
+        loss.backward()
+    return loss.detach()

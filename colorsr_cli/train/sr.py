@@ -29,6 +29,7 @@ from colorsr_cli.train.common import (
     RunLog,
     Schedule,
     area_resize,
+    critic_backward,
     load_checkpoint,
     make_grid,
     run_loop,
@@ -228,12 +229,11 @@ def srgan_step(G, D, opt_g, opt_d, perceptual: Perceptual, lr: torch.Tensor, hr:
     """One D update then one G update."""
     with torch.autocast(lr.device.type, torch.bfloat16, enabled=amp):
         fake = G(lr)
-        logits = D(torch.cat((hr, fake.detach()))).float()
-        real_logit, fake_logit = logits.chunk(2)
-        loss_d = (F.binary_cross_entropy_with_logits(real_logit, torch.ones_like(real_logit))
-                  + F.binary_cross_entropy_with_logits(fake_logit, torch.zeros_like(fake_logit)))
+    # Separate real and fake passes through D (see common.critic_backward).
     opt_d.zero_grad(set_to_none=True)
-    loss_d.backward()
+    bce = F.binary_cross_entropy_with_logits
+    loss_d = (critic_backward(D, hr, 1.0, bce, amp, first=True)
+              + critic_backward(D, fake.detach(), 0.0, bce, amp, first=False))
     opt_d.step()
 
     critic = unwrap(D)

@@ -1,0 +1,73 @@
+import json
+
+import numpy as np
+import torch
+from PIL import Image
+from typer.testing import CliRunner
+
+from colorsr_cli.cli import app
+from colorsr_cli.color import rgb_to_lab
+from colorsr_cli.evaluate import bicubic_x4, protocol_pair
+
+from .conftest import photo_like
+
+
+def test_protocol_pair_sizes_and_gray_input():
+    rgb = photo_like(300, 451, 3).astype(np.float32) / 255
+    truth, gray = protocol_pair(rgb)
+    assert truth.shape == (3, 256, 256) and gray.shape == (3, 64, 64)
+    ab = rgb_to_lab(gray)[1:]
+    assert ab.abs().max() < 0.5  # luminance only
+    # The input's lightness is the truth's, area-downsampled.
+    small = torch.nn.functional.interpolate(truth[None], size=(64, 64), mode="area")[0]
+    assert (rgb_to_lab(gray)[0] - rgb_to_lab(small)[0]).abs().max() < 0.5
+
+
+def test_protocol_pair_centre_crop_of_shorter_side():
+    rgb = np.zeros((512, 1024, 3), np.float32)
+    rgb[:, 384:640] = 1.0  # a white band exactly in the centre 256 of the shorter-side-512 image
+    truth, _ = protocol_pair(rgb)
+    assert truth[:, :, 64:192].min() > 0.99 and truth[:, :, :60].max() < 0.01
+
+
+def test_bicubic_baseline_is_bicubic():
+    img = torch.rand(3, 64, 64)
+    out = bicubic_x4([img])[0]
+    ref = torch.nn.functional.interpolate(img[None], scale_factor=4, mode="bicubic").clamp(0, 1)[0]
+    assert torch.allclose(out, ref)
+
+
+def test_eval_end_to_end_writes_report(tiny_weights, tmp_path):
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    for k in range(5):
+        Image.fromarray(photo_like(200 + 10 * k, 300, k)).save(photos / f"p{k}.jpg", quality=95)
+    (photos / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\n broken")
+    r = CliRunner().invoke(app, ["eval", str(photos), "--out", str(tmp_path / "rep"), "--json",
+                                 "--protocol", "seed", "-w", str(tiny_weights[0]), "-w", str(tiny_weights[1])])
+    assert r.exit_code == 1, r.output  # the broken file is reported
+    summary = json.loads(r.stdout)
+    assert summary["n_images"] == 5 and len(summary["failures"]) == 1
+    assert set(summary["methods"]) == {"gray+bicubic", "colorize+bicubic", "sr(gray)", "full"}
+    assert {"ssim", "ssim_y", "psnr", "psnr_y", "colorfulness", "ab_error", "delta_e2000",
+            "ssim_seed"} <= set(summary["methods"]["full"])
+    assert summary["methods"]["gray+bicubic"]["colorfulness"] < 1.0
+    rows = (tmp_path / "rep" / "metrics.csv").read_text().splitlines()
+    assert len(rows) == 1 + 5 * 4
+    sheet = Image.open(tmp_path / "rep" / "contact_sheet.png")
+    assert sheet.size == (256 * 6, 256 * 3)
+
+
+def test_eval_selected_metrics_and_compare(tiny_weights, tmp_path):
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    Image.fromarray(photo_like(256, 256, 9)).save(photos / "a.png")
+    r = CliRunner().invoke(app, ["eval", str(photos), "--psnr", "--out", str(tmp_path / "rep"), "--json",
+                                 "-w", str(tiny_weights[0]), "-w", str(tiny_weights[1]),
+                                 "--compare-weights", str(tiny_weights[0]),
+                                 "--compare-weights", str(tiny_weights[1])])
+    assert r.exit_code == 0, r.output
+    summary = json.loads(r.stdout)
+    assert summary["metrics"] == ["psnr", "psnr_y"]
+    full, comp = summary["methods"]["full"], summary["methods"]["full (compare)"]
+    assert abs(full["psnr"] - comp["psnr"]) < 1e-9
