@@ -197,8 +197,8 @@ def _summarise(run, problems, as_json: bool) -> None:
         + [{"file": str(p), "reason": reason} for p, reason in problems],
         "outputs": [str(r.output) for r in results if r.status == "done"],
     }
-    if as_json:
-        out.print_json(json.dumps(summary))
+    if as_json:  # ASCII: a file name that is not UTF-8 stays a \udcXX escape instead of crashing stdout
+        out.print_json(json.dumps(summary), ensure_ascii=True)
     else:
         table = Table(title="colorsr restore", show_header=True)
         for col in ("done", "skipped", "failed", "time", "images/s"):
@@ -251,6 +251,7 @@ def video(
         VideoOptions,
         check_output,
         find_ffmpeg,
+        frame_span,
         probe_video,
         restore_video,
         video_output_path,
@@ -261,9 +262,10 @@ def video(
     if end is not None and end <= start:
         raise _fail(f"--end ({end:g}s) must be after --start ({start:g}s)")
     target = video_output_path(source, out_path)
-    try:  # before any model is loaded: a wrong file or an existing output fails fast
+    try:  # before any model is loaded: a wrong file, span or existing output fails fast
         check_output(source, target, overwrite)
         info = probe_video(source, find_ffmpeg())
+        frame_span(info, start, end)
     except ColorsrError as exc:
         raise _fail(str(exc), 1) from None
     try:

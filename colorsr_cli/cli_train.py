@@ -62,6 +62,8 @@ def train_color_cmd(
     width: int = typer.Option(32, "--width", help="U-Net width of the first level."),
     depth: int = typer.Option(3, "--depth", help="U-Net downsamplings."),
     size: int = typer.Option(64, "--size", help="Training resolution."),
+    disc_sigmoid: bool = typer.Option(True, "--disc-sigmoid/--lsgan", help="Seed's sigmoid+MSE "
+                                      "discriminator, or least-squares GAN (raw score, no saturation)."),
     val_every: int | None = typer.Option(None, "--val-every", help="Steps [default: each epoch]."),
     seed: int = typer.Option(0, "--seed"), device: str = typer.Option("auto", "--device"),
     amp: bool = typer.Option(True, "--amp/--no-amp", help="bf16 mixed precision on CUDA."),
@@ -76,7 +78,8 @@ def train_color_cmd(
 
     recipe = ColorRecipe(data=str(data), out=str(out_dir), val=str(val) if val else None, size=size,
                          epochs=epochs, max_steps=max_steps, batch_size=batch_size, lr=lr,
-                         l1_weight=l1_weight, width=width, depth=depth, val_every=val_every, seed=seed,
+                         l1_weight=l1_weight, width=width, depth=depth, disc_sigmoid=disc_sigmoid,
+                         val_every=val_every, seed=seed,
                          device=device, amp=amp, workers=workers, threads=threads)
     run = _run(train_color, recipe, resume)
     if os.environ.get("RANK", "0") == "0":

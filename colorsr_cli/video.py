@@ -41,7 +41,7 @@ from colorsr_cli.color import lab_to_rgb, rgb_to_lab
 from colorsr_cli.errors import VideoError
 from colorsr_cli.pipeline import Restorer
 
-FrameCallback = Callable[[int, "int | None"], None]
+FrameCallback = Callable[[int, int | None], None]
 _DONE = object()
 _NO_FFMPEG = ("no ffmpeg executable found (install ffmpeg, or `pip install 'colorsr[video]'`): "
               "encoded with OpenCV (mp4v, --codec/--crf ignored) and any audio track was dropped")
@@ -231,17 +231,22 @@ def _check_input_file(path: Path) -> None:
 def _has_audio_stream(ffmpeg: str, path: Path) -> bool:
     """Read ffmpeg's stream listing (`ffmpeg -i`); a file it cannot open is a VideoError with
     ffmpeg's reason (OpenCV would only print warnings to the terminal)."""
-    try:
-        run = subprocess.run([ffmpeg, "-hide_banner", "-nostdin", "-i", str(path.absolute())],
-                             capture_output=True, text=True, errors="replace", timeout=120)
-    except (OSError, subprocess.TimeoutExpired) as err:
-        raise VideoError(f"{path}: cannot probe video with {ffmpeg}: {err}") from err
+    run = _ask_ffmpeg(ffmpeg, ["-i", str(path.absolute())], path)
     streams = [line for line in run.stderr.splitlines() if line.lstrip().startswith("Stream #")]
     if not any("Video:" in line for line in streams):
         lines = [line for line in run.stderr.splitlines() if line.strip()]
         reason = lines[-1].rsplit(": ", 1)[-1] if not streams and lines else "no video stream"
         raise VideoError(f"{path}: cannot decode video: {reason}")
     return any("Audio:" in line for line in streams)
+
+
+def _ask_ffmpeg(ffmpeg: str, args: list[str], about: Path | str) -> subprocess.CompletedProcess:
+    """A short informational ffmpeg run (no output file), its text captured."""
+    try:
+        return subprocess.run([ffmpeg, "-hide_banner", "-nostdin", *args], capture_output=True, text=True,
+                              errors="replace", timeout=120)
+    except (OSError, subprocess.TimeoutExpired) as err:
+        raise VideoError(f"{about}: cannot run {ffmpeg}: {err}") from err
 
 
 def _open_capture(path: Path) -> cv2.VideoCapture:
@@ -260,9 +265,14 @@ class _FfmpegEncoder:
     ffmpeg's -shortest leaves audio running past the last frame by a varying amount, while the cut
     keeps the input's own audio/video alignment."""
 
-    def __init__(self, ffmpeg: str, target: Path, size: tuple[int, int], fps: float,
+    def __init__(self, ffmpeg: str, temp: Path, target: Path, size: tuple[int, int], fps: float,
                  audio: tuple[Path, float, float | None] | None, options: VideoOptions):
-        self.target = target
+        """Writes to temp; target is the output's final name, for messages."""
+        _check_encoder(ffmpeg, options.codec)
+        self.target, self.size = target, size
+        even = size[0] % 2 == size[1] % 2 == 0
+        self.notes = [] if even else [f"odd frame size {size[0]}x{size[1]}: encoded as yuv444p "
+                                      "(some players need even sizes for yuv420p)"]
         self._log = tempfile.TemporaryFile()
         cmd = [ffmpeg, "-hide_banner", "-loglevel", "error", "-nostats", "-y",
                "-f", "rawvideo", "-pix_fmt", "rgb24", "-s", f"{size[0]}x{size[1]}",
@@ -272,11 +282,11 @@ class _FfmpegEncoder:
             cmd += ["-ss", f"{start:.6f}", *(["-t", f"{duration:.6f}"] if duration else []),
                     "-i", str(source.absolute())]
         cmd += ["-map", "0:v:0", "-c:v", options.codec, "-crf", str(options.crf),
-                "-pix_fmt", "yuv420p" if size[0] % 2 == size[1] % 2 == 0 else "yuv444p"]
+                "-pix_fmt", "yuv420p" if even else "yuv444p"]
         if audio:
             cmd += ["-map", "1:a", "-c:a", "aac"]
         # Own session: a Ctrl-C in the terminal reaches only us; we decide to kill ffmpeg.
-        self._proc = subprocess.Popen([*cmd, str(target.absolute())], stdin=subprocess.PIPE,
+        self._proc = subprocess.Popen([*cmd, str(temp.absolute())], stdin=subprocess.PIPE,
                                       stdout=subprocess.DEVNULL, stderr=self._log,
                                       start_new_session=True)
 
@@ -309,23 +319,42 @@ class _FfmpegEncoder:
         return lines[-1] if lines else f"exit code {self._proc.returncode}"
 
 
-class _OpenCVEncoder:
-    """The fallback without ffmpeg: OpenCV's own MPEG-4 Part 2 writer, video only."""
+def _check_encoder(ffmpeg: str, codec: str) -> None:
+    """Refuse an unknown --codec before any frame is restored (ffmpeg would only say so once
+    the first frames arrive)."""
+    run = _ask_ffmpeg(ffmpeg, ["-h", f"encoder={codec}"], f"--codec {codec}")
+    if not run.stdout.startswith("Encoder "):
+        raise VideoError(f"--codec {codec}: not an encoder of {ffmpeg} (try libx264 or libx265)")
 
-    def __init__(self, target: Path, size: tuple[int, int], fps: float):
-        self.target = target
-        self._writer = cv2.VideoWriter(str(target), cv2.CAP_FFMPEG, cv2.VideoWriter_fourcc(*"mp4v"),
-                                       fps, size)
+
+class _OpenCVEncoder:
+    """The fallback without ffmpeg: OpenCV's own MPEG-4 Part 2 writer, video only. mp4v needs
+    even sizes, so an odd row or column is cropped (said in the notes) rather than left to
+    OpenCV to handle silently."""
+
+    def __init__(self, temp: Path, target: Path, size: tuple[int, int], fps: float):
+        self.target, self.size = target, (size[0] - size[0] % 2, size[1] - size[1] % 2)
+        self.notes = [_NO_FFMPEG]
+        if self.size != size:
+            self.notes.append(f"odd frame size {size[0]}x{size[1]}: cropped to {self.size[0]}x{self.size[1]} "
+                              "for OpenCV's mp4v writer")
+        self._writer = cv2.VideoWriter(str(temp), cv2.CAP_FFMPEG, cv2.VideoWriter_fourcc(*"mp4v"),
+                                       fps, self.size)
         if not self._writer.isOpened():
             raise VideoError(f"{target}: OpenCV cannot write this video (try a .mp4 output)")
 
     def write(self, frame: np.ndarray) -> None:
-        self._writer.write(cv2.cvtColor(frame, cv2.COLOR_RGB2BGR))
+        """frame: uint8 (H, W, 3) RGB."""
+        w, h = self.size
+        self._writer.write(cv2.cvtColor(frame[:h, :w], cv2.COLOR_RGB2BGR))
 
     def close(self) -> None:
         self._writer.release()
 
     abort = close
+
+
+_Encoder = _FfmpegEncoder | _OpenCVEncoder  # write(frame), close(), abort(), target, size, notes
 
 
 # ------------------------------------------------------------------ the run
@@ -344,19 +373,17 @@ def restore_video(source: Path, output: Path, restorer: Restorer, options: Video
     ffmpeg = find_ffmpeg()
     info = probe_video(source, ffmpeg)
     first, stop = frame_span(info, options.start, options.end)
-    scale = restorer.options.scale
-    size = (info.width * scale, info.height * scale)
-    audio_kept = bool(info.has_audio)  # None (no ffmpeg to keep it) counts as not kept
-    notes = _encoding_notes(ffmpeg, size)
+    size = (info.width * restorer.options.scale, info.height * restorer.options.scale)
     output.parent.mkdir(parents=True, exist_ok=True)
     temp = output.with_name(f".{output.name}.{secrets.token_hex(4)}.tmp{output.suffix}")
     encoder = None
     try:
         if ffmpeg:
             audio = (source, first / info.fps, None if stop is None else (stop - first) / info.fps)
-            encoder = _FfmpegEncoder(ffmpeg, temp, size, info.fps, audio if audio_kept else None, options)
+            encoder = _FfmpegEncoder(ffmpeg, temp, output, size, info.fps, audio if info.has_audio else None,
+                                     options)
         else:
-            encoder = _OpenCVEncoder(temp, size, info.fps)
+            encoder = _OpenCVEncoder(temp, output, size, info.fps)
         run = _Run(source, restorer, ChromaSmoother(options.temporal_smoothing, options.scene_cut))
         frames = run.process(first, stop, _estimate_total(info, first, stop), encoder, on_frames)
         encoder.close()
@@ -367,18 +394,11 @@ def restore_video(source: Path, output: Path, restorer: Restorer, options: Video
             encoder.abort()
         temp.unlink(missing_ok=True)
         raise
+    notes = encoder.notes
     if info.frame_count is not None and stop is None and frames != info.frame_count - first:
         notes.append(f"decoded {frames} frames; the container announced {info.frame_count - first}")
-    return VideoResult(source, output, frames, info.fps, size, time.perf_counter() - started,
-                       audio_kept, notes, run.meter.value, run.smoother.cuts)
-
-
-def _encoding_notes(ffmpeg: str | None, size: tuple[int, int]) -> list[str]:
-    if ffmpeg is None:
-        return [_NO_FFMPEG]
-    if size[0] % 2 or size[1] % 2:
-        return [f"odd frame size {size[0]}x{size[1]}: encoded as yuv444p (some players need even sizes)"]
-    return []
+    return VideoResult(source, output, frames, info.fps, encoder.size, time.perf_counter() - started,
+                       bool(info.has_audio and ffmpeg), notes, run.meter.value, run.smoother.cuts)
 
 
 def _estimate_total(info: VideoInfo, first: int, stop: int | None) -> int | None:
@@ -404,7 +424,7 @@ class _Run:
         self.smoother = smoother
         self.meter = FlickerMeter()
 
-    def process(self, first: int, stop: int | None, total: int | None, encoder,
+    def process(self, first: int, stop: int | None, total: int | None, encoder: _Encoder,
                 on_frames: FrameCallback | None) -> int:
         """Decode, restore and encode frames [first, stop); returns how many were written."""
         batch_size = max(1, self.restorer.options.batch_size)
@@ -446,9 +466,9 @@ class _Run:
 
     @torch.inference_mode()
     def _restore(self, batch: list[torch.Tensor], index: int) -> list[np.ndarray]:
-        """RGB (3, H, W) frames in [0, 1] -> uint8 (scale*H, scale*W, 3) RGB frames."""
+        """uint8 RGB (3, H, W) frames -> uint8 (scale*H, scale*W, 3) RGB frames."""
         r = self.restorer
-        rgbs = [f.to(r.device) for f in batch]
+        rgbs = [f.to(r.device).float() / 255 for f in batch]
         in_hw = tuple(rgbs[0].shape[-2:])
         try:
             if r.colorizer is not None:
@@ -473,7 +493,7 @@ def _to_frame(rgb: torch.Tensor) -> np.ndarray:
 
 def _read_frames(source: Path, first: int, stop: int | None, batch_size: int, out: queue.Queue,
                  halt: threading.Event) -> None:
-    """Reader thread: batches of RGB (3, H, W) float frames in [0, 1], then _DONE; a decoder
+    """Reader thread: batches of uint8 RGB (3, H, W) frames, then _DONE; a decoder
     error is handed over as the exception itself. Frames before `first` are skipped with
     grab() (decoded, not converted): exact where container seeking may land on a keyframe."""
     cap = cv2.VideoCapture(str(source), cv2.CAP_FFMPEG)
@@ -501,8 +521,9 @@ def _read_frames(source: Path, first: int, stop: int | None, batch_size: int, ou
 
 
 def _to_tensor(bgr: np.ndarray) -> torch.Tensor:
-    """OpenCV's uint8 (H, W, 3) BGR -> RGB (3, H, W) float32 in [0, 1]."""
-    return torch.from_numpy(cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)).permute(2, 0, 1).float() / 255
+    """OpenCV's (H, W, 3) BGR -> RGB uint8 (3, H, W): a quarter of float's memory in the queue
+    and of its host-to-device copy."""
+    return torch.from_numpy(cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)).permute(2, 0, 1)
 
 
 def _put(q: queue.Queue, item: object, halt: threading.Event) -> None:
@@ -515,7 +536,7 @@ def _put(q: queue.Queue, item: object, halt: threading.Event) -> None:
             continue
 
 
-def _write_frames(encoder, frames: queue.Queue, failures: list[BaseException],
+def _write_frames(encoder: _Encoder, frames: queue.Queue, failures: list[BaseException],
                   abort: threading.Event) -> None:
     """Writer thread: encode frames until _DONE. After a failure (left in failures for the main
     thread) or an abort it keeps draining the queue, so the main thread never blocks on it."""

@@ -103,9 +103,10 @@ def test_cli_keeps_frame_count_fps_size_and_audio(clip_with_audio, tiny_weights,
 
 def test_start_and_end_trim_frames_and_audio(clip_with_audio, restorer, tmp_path):
     out = tmp_path / "part.mp4"
-    result = restore_video(clip_with_audio, out, restorer(), VideoOptions(start=0.5, end=1.5))
+    result = restore_video(clip_with_audio, out, restorer(mode="color-only", scale=1),
+                           VideoOptions(start=0.5, end=1.5))
     frames, _ = read_clip(out)
-    assert result.frames == len(frames) == 12 and frames[0].shape == (4 * H, 4 * W, 3)
+    assert result.frames == len(frames) == 12 and frames[0].shape == (H, W, 3)
     assert result.audio_kept and "Audio:" in ffmpeg_listing(out)
     assert duration_seconds(out) == pytest.approx(1.0, abs=0.1)
 
@@ -121,7 +122,7 @@ def test_without_ffmpeg_opencv_writes_the_video_and_says_audio_was_dropped(clip_
                                                                           tmp_path, monkeypatch):
     monkeypatch.setattr(video, "find_ffmpeg", lambda: None)
     out = tmp_path / "out.mp4"
-    result = restore_video(clip_with_audio, out, restorer(scale=2))
+    result = restore_video(clip_with_audio, out, restorer(mode="color-only", scale=2))
     frames, fps = read_clip(out)
     assert len(frames) == result.frames == FRAMES and fps == pytest.approx(FPS, abs=0.01)
     assert frames[0].shape == (2 * H, 2 * W, 3)
@@ -129,15 +130,20 @@ def test_without_ffmpeg_opencv_writes_the_video_and_says_audio_was_dropped(clip_
     assert any("audio" in note and "ffmpeg" in note for note in result.notes)
 
 
-def test_odd_size_at_scale_1_is_encoded_and_noted(tmp_path, restorer):
+@pytest.mark.parametrize("with_ffmpeg, shape, note", [(True, (47, 63, 3), "yuv444p"),
+                                                    (False, (46, 62, 3), "cropped to 62x46")])
+def test_odd_size_is_kept_by_ffmpeg_and_cropped_by_opencv(tmp_path, restorer, monkeypatch,
+                                                          with_ffmpeg, shape, note):
     clip = tmp_path / "odd.mkv"  # lossless FFV1: mp4v would round the size down to even
     subprocess.run([FFMPEG, "-hide_banner", "-loglevel", "error", "-f", "rawvideo", "-pix_fmt", "rgb24",
                     "-s", "63x47", "-r", str(FPS), "-i", "-", "-c:v", "ffv1", str(clip)],
                    input=b"".join(f.tobytes() for f in panning_frames(6, 47, 63)), check=True)
+    if not with_ffmpeg:
+        monkeypatch.setattr(video, "find_ffmpeg", lambda: None)
     result = restore_video(clip, tmp_path / "out.mp4", restorer(scale=1, mode="color-only"))
     frames, _ = read_clip(tmp_path / "out.mp4")
-    assert len(frames) == 6 and frames[0].shape == (47, 63, 3)
-    assert any("yuv444p" in note for note in result.notes)
+    assert len(frames) == 6 and frames[0].shape == shape and result.size == shape[1::-1]
+    assert any(note in n for n in result.notes), result.notes
 
 
 def test_chroma_smoother_is_an_ema_restarted_at_scene_cuts():
@@ -240,6 +246,12 @@ def test_model_failure_mid_run_is_a_video_error_and_leaves_nothing(clip_with_aud
     restorer.super_resolve = failing_sr
     with pytest.raises(VideoError, match=r"film.mp4: restore failed at frame 8: CUDA out of memory"):
         restore_video(clip_with_audio, tmp_path / "out.mp4", restorer)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["film.mp4", "silent.mp4"]
+
+
+def test_unknown_codec_is_refused_before_any_frame(clip_with_audio, restorer, tmp_path):
+    with pytest.raises(VideoError, match="--codec nope"):
+        restore_video(clip_with_audio, tmp_path / "out.mp4", restorer(), VideoOptions(codec="nope"))
     assert sorted(p.name for p in tmp_path.iterdir()) == ["film.mp4", "silent.mp4"]
 
 

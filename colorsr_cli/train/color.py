@@ -59,6 +59,10 @@ class ColorRecipe:
     depth: int = 3
     disc_width: int = 64
     disc_layers: int = 3
+    # The seed's D ends in a sigmoid trained with MSE; once D wins, that saturates and the
+    # generator's adversarial gradient vanishes. False = least-squares GAN (Mao et al. 2017):
+    # the same MSE on D's raw score, whose gradient does not vanish.
+    disc_sigmoid: bool = True
     val_fraction: float = 0.02
     val_every: int | None = None  # steps; None = once per epoch
     checkpoint_every: int = 500
@@ -129,7 +133,8 @@ def train_color(recipe: ColorRecipe, resume: bool = False, reporter: Reporter | 
         total = min(total, recipe.max_steps)
 
     G = ColorizerUNet(ColorizerConfig(recipe.width, recipe.depth)).to(device)
-    D = PatchDiscriminator(PatchDiscriminatorConfig(recipe.disc_width, recipe.disc_layers)).to(device)
+    D = PatchDiscriminator(PatchDiscriminatorConfig(recipe.disc_width, recipe.disc_layers,
+                                                    recipe.disc_sigmoid)).to(device)
     opt_g = torch.optim.Adam(G.parameters(), recipe.lr, betas=(recipe.beta1, recipe.beta2))
     opt_d = torch.optim.Adam(D.parameters(), recipe.lr, betas=(recipe.beta1, recipe.beta2))
     step, best_val = 0, float("inf")

@@ -1,0 +1,328 @@
+"""Nothing lost, nothing trusted blindly: bad inputs, Ctrl-C, a full disk and hostile weight
+files through the whole `colorsr restore`, and every Pillow mode fuzzed through the pipeline.
+
+The loader's own bad-input tests live in tests/test_io.py; its builders are reused here and
+these tests check what the user sees end to end: one line per failure, the other files
+finished, nothing written outside --out. What the tool prints for each case is listed in
+docs/reliability.md.
+"""
+
+import errno
+import hashlib
+import io
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from PIL import Image
+from typer.testing import CliRunner
+
+from colorsr_cli import io as colorsr_io
+from colorsr_cli.batch import _resize_alpha
+from colorsr_cli.cli import app
+from colorsr_cli.errors import ColorsrError
+from colorsr_cli.io import read_image
+from colorsr_cli.pipeline import RestoreOptions, Restorer, to_tensor
+from colorsr_cli.weightfile import load_weight_file
+from tests.conftest import photo_like
+from tests.test_io import IS_ROOT, _TIFF_MISSING_DIMENSIONS, _encoded, _noise, _png_with_declared_size, _save
+from tests.test_models import _Exploit
+
+runner = CliRunner()
+
+
+def _restore(args: list[str], tiny_weights) -> object:
+    return runner.invoke(app, ["restore", *args, "-w", str(tiny_weights[0]), "-w", str(tiny_weights[1])])
+
+
+def _failed_lines(stderr: str) -> list[str]:
+    return [line for line in stderr.splitlines() if line.startswith("failed")]
+
+
+def _snapshot(root: Path, skip: Path) -> dict[str, tuple]:
+    """Every entry below root except skip: (kind, size, mtime) - a folder's mtime changes when a
+    file is created or deleted in it, so temp files that came and went are caught too."""
+    entries = {}
+    for folder, dirnames, filenames in os.walk(root):
+        dirnames[:] = [d for d in dirnames if Path(folder, d) != skip]
+        for name in [".", *dirnames, *filenames]:
+            info = os.lstat(os.path.join(folder, name))
+            entries[os.path.join(folder, name)] = (info.st_mode >> 12, info.st_size, info.st_mtime_ns)
+    return entries
+
+
+def _digests(root: Path) -> dict[str, str]:
+    return {str(p): hashlib.sha256(p.read_bytes()).hexdigest()
+            for p in root.rglob("*") if p.is_file() and not p.is_symlink()}
+
+
+# --------------------------------------------------------------------------- bad-input corpus
+
+
+def _write_bad_inputs(root: Path) -> dict[str, str]:
+    """The bad inputs; returns file name -> a fragment of the reason the CLI must print."""
+    jpeg, png = _encoded(_noise(64, 64), "JPEG"), _encoded(_noise(64, 64), "PNG")
+    (root / "bad-empty.jpg").touch()
+    (root / "bad-cut.jpg").write_bytes(jpeg[: len(jpeg) // 2])
+    (root / "bad-cut.png").write_bytes(png[: len(png) // 2])
+    (root / "bad-letter.jpg").write_text("Dear grandma,\nhere are the photos.\n")
+    (root / "bad-garbage.png").write_bytes(png[:16] + bytes(range(256)))
+    (root / "bad-bomb.png").write_bytes(_png_with_declared_size(100_000, 100_000))
+    (root / "bad-no-pixels.png").write_bytes(_png_with_declared_size(0, 7))
+    (root / "bad-no-size.tif").write_bytes(_TIFF_MISSING_DIMENSIONS)
+    (root / "bad-link.png").symlink_to(root / "missing.png")
+    (root / "bad-loop").symlink_to(".", target_is_directory=True)
+    os.mkfifo(root / "bad-pipe.jpg")
+    (root / os.fsdecode(b"bad-\xff.jpg")).write_bytes(jpeg[:100])  # a name that is not UTF-8
+    _save(root / "bad-wide.webp", _noise(1, 4096))  # decodes, but 4x is too wide for WebP
+    reasons = {
+        "bad-empty.jpg": "cannot decode image: empty file (0 bytes)",
+        "bad-cut.jpg": "truncated",
+        "bad-cut.png": "truncated",
+        "bad-letter.jpg": "cannot decode image: not a JPEG, PNG, BMP, TIFF, WebP or GIF file",
+        "bad-garbage.png": "cannot decode image",
+        "bad-bomb.png": "too large: 100000x100000 = 10,000,000,000 pixels > limit 100,000,000 (--max-pixels)",
+        "bad-no-pixels.png": "cannot decode image",
+        "bad-no-size.tif": "cannot decode image",
+        "bad-link.png": "cannot read: No such file or directory",
+        "bad-loop": "symlink loop or repeated folder",
+        "bad-pipe.jpg": "not a regular file",
+        os.fsdecode(b"bad-\xff.jpg"): "cannot decode image",
+        "bad-wide.webp": "cannot write: 16384x4 exceeds the WEBP limit of 16383 pixels per side (use .png)",
+    }
+    if not IS_ROOT:  # root reads it anyway
+        (root / "bad-locked.png").write_bytes(png)
+        (root / "bad-locked.png").chmod(0)
+        reasons["bad-locked.png"] = "cannot read: Permission denied"
+    return reasons
+
+
+def _write_odd_valid_inputs(root: Path) -> dict[bytes, tuple[bytes, tuple[int, int], str]]:
+    """Valid but unusual inputs; returns file name -> (output name, upright input (w, h), output mode)."""
+    Image.fromarray(np.linspace(0, 65535, 120, dtype=np.uint16).reshape(10, 12)).save(root / "ok-16bit.png")
+    Image.new("CMYK", (16, 12), (0, 255, 255, 0)).save(root / "ok-cmyk.jpg")
+    palette = Image.new("P", (9, 7))
+    palette.putpalette([0, 0, 0, 255, 0, 0] + [0] * 762)
+    palette.paste(1, (3, 0, 9, 7))
+    palette.save(root / "ok-palette.png", transparency=0)
+    _save(root / "ok-la.png", np.random.default_rng(1).integers(0, 256, (6, 5, 2), dtype=np.uint8))
+    _save(root / "ok-rgba.png", np.random.default_rng(2).integers(0, 256, (5, 6, 4), dtype=np.uint8))
+    frames = [Image.new("RGB", (6, 4), colour) for colour in [(255, 0, 0), (0, 255, 0), (0, 0, 255)]]
+    frames[0].save(root / "ok-anim.gif", save_all=True, append_images=frames[1:], duration=100)
+    pages = [Image.new("L", (5, 3), value) for value in (10, 200, 90)]
+    pages[0].save(root / "ok-pages.tif", save_all=True, append_images=pages[1:])
+    exif = Image.Exif()
+    exif[0x0112] = 6  # Orientation: stored 40 wide x 20 high, shown 20 wide x 40 high
+    _save(root / "ok-sideways.jpg", photo_like(20, 40, 3), exif=exif.tobytes(), quality=90)
+    _save(root / "ok-1x1.png", _noise(1, 1))
+    _save(root / "ok-3x1000.png", photo_like(1000, 3, 4, gray=True))
+    _save(Path(os.fsdecode(os.fsencode(root) + b"/ok-caf\xe9.png")), photo_like(8, 8, 5))
+    _save(root / "ok with spaces.png", photo_like(8, 10, 6))
+    return {
+        b"ok-16bit.png": (b"ok-16bit.png", (12, 10), "RGB"),
+        b"ok-cmyk.jpg": (b"ok-cmyk.jpg", (16, 12), "RGB"),
+        b"ok-palette.png": (b"ok-palette.png", (9, 7), "RGBA"),
+        b"ok-la.png": (b"ok-la.png", (5, 6), "RGBA"),
+        b"ok-rgba.png": (b"ok-rgba.png", (6, 5), "RGBA"),
+        b"ok-anim.gif": (b"ok-anim.png", (6, 4), "RGB"),
+        b"ok-pages.tif": (b"ok-pages.png", (5, 3), "RGB"),
+        b"ok-sideways.jpg": (b"ok-sideways.jpg", (20, 40), "RGB"),
+        b"ok-1x1.png": (b"ok-1x1.png", (1, 1), "RGB"),
+        b"ok-3x1000.png": (b"ok-3x1000.png", (3, 1000), "RGB"),
+        b"ok-caf\xe9.png": (b"ok-caf\xe9.png", (8, 8), "RGB"),
+        b"ok with spaces.png": (b"ok with spaces.png", (10, 8), "RGB"),
+    }
+
+
+def test_bad_input_corpus_through_restore(tiny_weights, tmp_path, monkeypatch):
+    corpus = tmp_path / "corpus"
+    corpus.mkdir()
+    reasons = _write_bad_inputs(corpus)
+    valid = _write_odd_valid_inputs(corpus)
+    monkeypatch.chdir(tmp_path)
+    before, inputs_before = _snapshot(tmp_path, tmp_path / "out"), _digests(corpus)
+
+    result = _restore(["corpus", "--out", "out", "--json"], tiny_weights)
+
+    assert result.exit_code == 1, result.output
+    failed = _failed_lines(result.stderr)
+    for name, reason in reasons.items():
+        shown = name.encode("ascii", "backslashreplace").decode()  # as stderr writes undecodable bytes
+        lines = [line for line in failed if f"/{shown}:" in line]
+        assert len(lines) == 1, (name, failed)
+        assert reason in lines[0], (name, lines[0])
+    assert len(failed) == len(reasons), failed
+    summary = json.loads(result.stdout)
+    assert (summary["done"], summary["failed"]) == (len(valid), len(reasons))
+    assert sorted(os.listdir(b"out")) == sorted(out for out, _, _ in valid.values())
+    for out_name, (width, height), mode in valid.values():
+        with Image.open(os.path.join(b"out", out_name)) as img:
+            assert (img.size, img.mode) == ((4 * width, 4 * height), mode), out_name
+    assert _snapshot(tmp_path, tmp_path / "out") == before, "nothing may be written outside --out"
+    assert _digests(corpus) == inputs_before, "inputs must never be modified"
+
+
+def test_output_folder_under_a_file_fails_each_file_clearly(tiny_weights, tmp_path):
+    for k in range(3):
+        _save(tmp_path / "in" / f"p{k}.png", photo_like(8, 8, k, gray=True))
+    (tmp_path / "blocker").write_text("a file, not a folder")
+    result = _restore([str(tmp_path / "in"), "--out", str(tmp_path / "blocker" / "out")], tiny_weights)
+    assert result.exit_code == 1
+    failed = _failed_lines(result.stderr)
+    assert len(failed) == 3
+    for k, line in enumerate(sorted(failed)):
+        assert f"blocker/out/p{k}.png: cannot create folder" in line and "Not a directory" in line
+    assert (tmp_path / "blocker").read_text() == "a file, not a folder"
+
+
+# --------------------------------------------------------------------------- Ctrl-C and resume
+
+
+def _outputs(folder: Path) -> dict[str, tuple[int, int]]:
+    return {p.name: (p.stat().st_ino, p.stat().st_mtime_ns) for p in folder.iterdir()}
+
+
+def test_ctrl_c_leaves_only_complete_outputs_and_a_rerun_finishes(tiny_weights, tmp_path):
+    source, out = tmp_path / "in", tmp_path / "out"
+    for k in range(40):
+        _save(source / f"img{k:02d}.png", photo_like(96, 96, k, gray=True))
+    command = [sys.executable, "-m", "colorsr_cli", "restore", str(source), "--out", str(out),
+               "--batch-size", "1", "-w", str(tiny_weights[0]), "-w", str(tiny_weights[1])]
+    proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 120
+        while not (out.is_dir() and any(not p.name.startswith(".") for p in out.iterdir())):
+            assert proc.poll() is None, proc.communicate()
+            assert time.monotonic() < deadline, "no output appeared"
+            time.sleep(0.01)
+        proc.send_signal(signal.SIGINT)
+        _, stderr = proc.communicate(timeout=30)
+    finally:
+        proc.kill()
+    assert proc.returncode == 130, stderr
+    assert "interrupted" in stderr
+    finished = _outputs(out)
+    assert 0 < len(finished) < 40, "the run must have been stopped part way"
+    assert not [name for name in finished if name.startswith(".") or name.endswith(".tmp")]
+    for name in finished:
+        with Image.open(out / name) as img:
+            img.load()  # fully decodes: not truncated
+            assert img.size == (384, 384)
+
+    rerun = _restore([str(source), "--out", str(out), "--json", "--quiet"], tiny_weights)
+    assert rerun.exit_code == 0, rerun.output
+    summary = json.loads(rerun.stdout)
+    assert (summary["skipped"], summary["done"]) == (len(finished), 40 - len(finished))
+    after = _outputs(out)
+    assert len(after) == 40
+    assert {name: after[name] for name in finished} == finished, "finished outputs must not be redone"
+
+
+# --------------------------------------------------------------------------- disk full
+
+
+def test_disk_full_fails_that_file_clearly_and_the_run_goes_on(tiny_weights, tmp_path, monkeypatch):
+    for name in "abc":
+        _save(tmp_path / "in" / f"{name}.png", photo_like(8, 8, ord(name), gray=True))
+    real_fsync = os.fsync
+
+    def disk_full_for_b(fd: int) -> None:  # the temp file already holds a partial image
+        if "/.b.png." in os.readlink(f"/proc/self/fd/{fd}"):
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+        real_fsync(fd)
+
+    monkeypatch.setattr(colorsr_io.os, "fsync", disk_full_for_b)
+    out = tmp_path / "out"
+    result = _restore([str(tmp_path / "in"), "--out", str(out), "--json"], tiny_weights)
+    assert result.exit_code == 1
+    assert _failed_lines(result.stderr) == [f"failed {out / 'b.png'}: cannot write: No space left on device"]
+    assert json.loads(result.stdout)["done"] == 2
+    assert sorted(os.listdir(out)) == ["a.png", "c.png"]  # no truncated b.png, no temp file
+
+
+# --------------------------------------------------------------------------- weights
+
+
+def test_malicious_weight_file_is_refused_before_it_runs(tiny_weights, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    torch.save({"format": "colorsr-weights/1", "payload": _Exploit()}, tmp_path / "evil.pt")
+    _save(tmp_path / "in.png", _noise(4, 4))
+    result = runner.invoke(app, ["restore", "in.png", "-w", "evil.pt", "-w", str(tiny_weights[1])])
+    assert result.exit_code == 2
+    assert "error: evil.pt: refused to load: it is not a plain weights file" in result.stderr
+    assert not (tmp_path / "PWNED").exists(), "the pickled payload ran"
+    assert not (tmp_path / "in_colorsr.png").exists()
+
+
+# --------------------------------------------------------------------------- fuzz: every mode
+
+
+# What Pillow can save each mode as (its own encoders decide; e.g. only TIFF holds F).
+_FORMATS_BY_MODE = {
+    "1": ["png", "jpg", "tiff", "webp", "gif", "bmp"],
+    "L": ["png", "jpg", "tiff", "webp", "gif", "bmp"],
+    "LA": ["png", "tiff", "webp", "gif"],
+    "P": ["png", "tiff", "webp", "gif", "bmp"],
+    "RGB": ["png", "jpg", "tiff", "webp", "gif", "bmp"],
+    "RGBA": ["png", "tiff", "webp", "gif", "bmp"],
+    "CMYK": ["jpg", "tiff", "webp"],
+    "I;16": ["png", "tiff", "webp", "gif"],
+    "I": ["tiff", "webp", "gif"],
+    "F": ["tiff", "webp", "gif"],
+}
+
+
+@st.composite
+def _images(draw) -> tuple[Image.Image, str]:
+    """A random image of any mode and 1..40 px per side, with a format that can hold it."""
+    mode = draw(st.sampled_from(sorted(_FORMATS_BY_MODE)))
+    width, height = draw(st.integers(1, 40)), draw(st.integers(1, 40))
+    rng = np.random.default_rng(draw(st.integers(0, 2**32 - 1)))
+    if mode in ("I", "F"):  # any range, including negative and huge values
+        low, span = draw(st.sampled_from([(0.0, 1.0), (0.0, 65535.0), (-1e6, 2e6), (5.0, 0.0)]))
+        values = low + span * rng.random((height, width))
+        image = Image.fromarray(values.astype(np.int32 if mode == "I" else np.float32), mode)
+    elif mode == "I;16":
+        image = Image.fromarray(rng.integers(0, 65536, (height, width), dtype=np.uint16))
+    else:
+        bands = len(Image.new(mode, (1, 1)).getbands())
+        image = Image.frombytes(mode, (width, height), rng.bytes(width * height * bands))
+        if mode == "P" and draw(st.booleans()):
+            image.info["transparency"] = int(rng.integers(0, 256))
+    return image, draw(st.sampled_from(_FORMATS_BY_MODE[mode]))
+
+
+@pytest.fixture(scope="module")
+def restorer(tiny_weights) -> Restorer:
+    color, sr = (load_weight_file(path)[0] for path in tiny_weights)
+    return Restorer(color, sr, RestoreOptions(tile=32, tile_pad=4, batch_size=4))
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(case=_images())
+def test_any_mode_size_and_format_goes_through_the_pipeline(case, restorer, tmp_path):
+    image, fmt = case
+    path = tmp_path / f"fuzz.{fmt}"
+    buffer = io.BytesIO()
+    image.save(buffer, format="JPEG" if fmt == "jpg" else fmt)
+    path.write_bytes(buffer.getvalue())
+    try:
+        decoded = read_image(path)
+    except ColorsrError:
+        return
+    height, width = decoded.rgb.shape[:2]
+    assert (height, width) == (image.height, image.width)
+    output = restorer.restore([to_tensor(decoded.rgb)])[0]
+    assert output.shape == (3, 4 * height, 4 * width)
+    assert torch.isfinite(output).all() and output.min() >= 0 and output.max() <= 1
+    alpha = _resize_alpha(decoded.alpha, output.shape[-2:])
+    assert alpha is None or (alpha.shape == (4 * height, 4 * width) and 0 <= alpha.min() <= alpha.max() <= 1)
