@@ -1,6 +1,7 @@
 """Restoring many files: decode ahead on a thread, restore in batches, encode behind on a
 thread, report one result per file. Bounded queues keep memory flat on any folder size; a
-bad file becomes a failed result and the run goes on; outputs are written atomically."""
+bad file becomes a failed result and the run goes on; outputs are written atomically, and an
+interrupted run leaves only complete outputs (a rerun skips them and does the rest)."""
 
 from __future__ import annotations
 
@@ -72,12 +73,18 @@ class _Decoded:
 
 
 _DONE = object()
+_POLL_SECONDS = 0.1  # how soon the threads notice a cancelled run
 
 
 def restore_files(jobs: list[ImageJob], restorer: Restorer, plan: OutputPlan,
                   on_result: Callable[[FileResult], None], max_pixels: int = 100_000_000,
                   prefetch: int = 8) -> list[FileResult]:
-    """Restore every job; returns (and reports through on_result) one FileResult per job."""
+    """Restore every job; returns (and reports through on_result, always on the calling
+    thread) one FileResult per job.
+
+    If anything interrupts the run (Ctrl-C, or an exception from on_result), the file being
+    written is finished, queued ones are dropped and the exception propagates: every output on
+    disk is then complete, and no thread of this run is left writing."""
     results: list[FileResult] = []
 
     def report(result: FileResult) -> None:
@@ -93,26 +100,32 @@ def restore_files(jobs: list[ImageJob], restorer: Restorer, plan: OutputPlan,
 
     decoded: queue.Queue = queue.Queue(maxsize=prefetch)
     encoded: queue.Queue = queue.Queue(maxsize=prefetch)
-    stop = threading.Event()
-    reader = threading.Thread(target=_read_all, args=(todo, max_pixels, decoded, stop), daemon=True)
-    writer = threading.Thread(target=_write_all, args=(encoded, report, stop), daemon=True)
+    written: queue.SimpleQueue[FileResult] = queue.SimpleQueue()
+    cancel = threading.Event()
+    reader = threading.Thread(target=_read_all, args=(todo, max_pixels, decoded, cancel),
+                              name="colorsr-reader", daemon=True)
+    # Not a daemon: should the process exit mid-write (a second Ctrl-C), Python waits for that
+    # one file, so its temp file is renamed or removed instead of being left behind.
+    writer = threading.Thread(target=_write_all, args=(encoded, written, cancel), name="colorsr-writer")
     reader.start()
     writer.start()
     try:
         for batch in _batches(decoded, restorer, report):
             for item, result in _restore_batch(restorer, batch):
                 encoded.put((item, result))
-    finally:
-        stop.set()
+            _report_all(written, report)
         encoded.put(_DONE)
         writer.join()
+    except BaseException:
+        cancel.set()
+        writer.join()
+        raise
+    _report_all(written, report)
     return results
 
 
-def _read_all(todo: list, max_pixels: int, out: queue.Queue, stop: threading.Event) -> None:
+def _read_all(todo: list, max_pixels: int, out: queue.Queue, cancel: threading.Event) -> None:
     for job, target in todo:
-        if stop.is_set():
-            return
         item = _Decoded(job, target)
         try:
             item.image = read_image(job.source, max_pixels)
@@ -120,8 +133,29 @@ def _read_all(todo: list, max_pixels: int, out: queue.Queue, stop: threading.Eve
             item.error = str(exc)
         except Exception as exc:  # noqa: BLE001 - a decoder bug must not end the run
             item.error = f"{job.source}: unexpected error while reading: {exc!r}"
-        out.put(item)
-    out.put(_DONE)
+        if not _put_unless_cancelled(out, item, cancel):
+            return
+    _put_unless_cancelled(out, _DONE, cancel)
+
+
+def _put_unless_cancelled(out: queue.Queue, entry: object, cancel: threading.Event) -> bool:
+    """out.put(entry), giving up (False) once the run is cancelled and nobody will take it."""
+    while not cancel.is_set():
+        try:
+            out.put(entry, timeout=_POLL_SECONDS)
+            return True
+        except queue.Full:
+            continue
+    return False
+
+
+def _report_all(written: queue.SimpleQueue, report: Callable[[FileResult], None]) -> None:
+    """Report the writer's results so far (on the calling thread, see restore_files)."""
+    while True:
+        try:
+            report(written.get_nowait())
+        except queue.Empty:
+            return
 
 
 def _batches(decoded: queue.Queue, restorer: Restorer, report) -> Iterator[list[_Decoded]]:
@@ -159,18 +193,32 @@ def _restore_batch(restorer: Restorer, batch: list[_Decoded]):
         yield from _restore_batch(restorer, [item])
 
 
-def _write_all(encoded: queue.Queue, report, stop: threading.Event) -> None:
-    while (entry := encoded.get()) is not _DONE:
-        item, result = entry
-        if isinstance(result, str):
-            report(FileResult(item.job.source, None, "failed", result, item.image.notes))
-            continue
+def _write_all(encoded: queue.Queue, written: queue.SimpleQueue, cancel: threading.Event) -> None:
+    """Write restored images until _DONE; once cancelled, stop after the file in hand."""
+    while not cancel.is_set():
         try:
-            alpha = _resize_alpha(item.image.alpha, result.shape[-2:])
-            write_image_atomic(item.out, to_image(result), alpha)
-            report(FileResult(item.job.source, item.out, "done", "", item.image.notes))
-        except ColorsrError as exc:
-            report(FileResult(item.job.source, None, "failed", str(exc), item.image.notes))
+            entry = encoded.get(timeout=_POLL_SECONDS)
+        except queue.Empty:
+            continue
+        if entry is _DONE:
+            return
+        written.put(_write_one(*entry))
+
+
+def _write_one(item: _Decoded, result: torch.Tensor | str) -> FileResult:
+    """Write one restored image (or pass its restore error on) and say how it went."""
+    source, notes = item.job.source, item.image.notes
+    if isinstance(result, str):
+        return FileResult(source, None, "failed", result, notes)
+    try:
+        alpha = _resize_alpha(item.image.alpha, result.shape[-2:])
+        write_image_atomic(item.out, to_image(result), alpha)
+    except ColorsrError as exc:
+        return FileResult(source, None, "failed", str(exc), notes)
+    except Exception as exc:  # noqa: BLE001 - an encoder bug fails this file, not the run
+        reason = f"{item.out}: unexpected error while writing: {exc!r}"
+        return FileResult(source, None, "failed", reason, notes)
+    return FileResult(source, item.out, "done", "", notes)
 
 
 def _resize_alpha(alpha: np.ndarray | None, size: tuple[int, int]) -> np.ndarray | None:

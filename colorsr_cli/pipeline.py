@@ -10,6 +10,7 @@ super-resolution. A Restorer keeps no state between inputs."""
 from __future__ import annotations
 
 import contextlib
+import copy
 from dataclasses import dataclass
 from typing import Literal
 
@@ -19,6 +20,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from colorsr_cli.color import denormalize_ab, lab_to_rgb, normalize_l, rgb_to_lab
+from colorsr_cli.models.blocks import fuse_batchnorm
 from colorsr_cli.tiling import TileCanvas, split_into_tiles
 
 Mode = Literal["full", "color-only", "sr-only"]
@@ -52,8 +54,8 @@ class Restorer:
             raise ValueError(f"mode {options.mode} needs a super-resolution model")
         self.device = torch.device(device)
         self.options = options
-        self.colorizer = colorizer.to(self.device).eval() if needs_color else None
-        self.sr = sr.to(self.device).eval() if needs_sr else None
+        self.colorizer = _inference_copy(colorizer, self.device) if needs_color else None
+        self.sr = _inference_copy(sr, self.device) if needs_sr else None
         self.sr_scale = sr.config.scale if needs_sr else 1
 
     def _autocast(self):
@@ -120,6 +122,12 @@ class Restorer:
                 for k, y in zip(chunk, result.float()):
                     outputs[k] = y
         return outputs  # type: ignore[return-value]
+
+
+def _inference_copy(model: nn.Module, device: torch.device) -> nn.Module:
+    """A private eval-mode copy with BatchNorm folded into the convolutions (the caller's
+    model is left untouched)."""
+    return fuse_batchnorm(copy.deepcopy(model).eval()).to(device)
 
 
 def working_input(L: torch.Tensor, color_size: int, multiple: int

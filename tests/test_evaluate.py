@@ -44,7 +44,8 @@ def test_eval_end_to_end_writes_report(tiny_weights, tmp_path):
         Image.fromarray(photo_like(200 + 10 * k, 300, k)).save(photos / f"p{k}.jpg", quality=95)
     (photos / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\n broken")
     r = CliRunner().invoke(app, ["eval", str(photos), "--out", str(tmp_path / "rep"), "--json",
-                                 "--protocol", "seed", "-w", str(tiny_weights[0]), "-w", str(tiny_weights[1])])
+                                 "--protocol", "seed", "-w", str(tiny_weights[0]),
+                                 "-w", str(tiny_weights[1])])
     assert r.exit_code == 1, r.output  # the broken file is reported
     summary = json.loads(r.stdout)
     assert summary["n_images"] == 5 and len(summary["failures"]) == 1

@@ -83,3 +83,22 @@ def test_wrong_format_and_mismatched_weights(tmp_path):
 
 def test_registry_is_complete():
     assert {a.task for a in ARCHITECTURES.values()} == {"color", "sr", "critic", "perceptual"}
+
+
+@pytest.mark.parametrize("arch,config,shape", [
+    ("colorizer_unet", {"width": 8}, (2, 1, 32, 32)),
+    ("srgan_generator", {"channels": 8, "blocks": 2}, (2, 3, 12, 12)),
+])
+def test_fused_batchnorm_gives_the_same_outputs(arch, config, shape):
+    import copy
+
+    from colorsr_cli.models.blocks import fuse_batchnorm
+
+    from .conftest import _randomise_batchnorm
+
+    model = _randomise_batchnorm(build_model(arch, config)).eval()
+    fused = fuse_batchnorm(copy.deepcopy(model))
+    assert not any(isinstance(m, torch.nn.BatchNorm2d) for m in fused.modules())
+    x = torch.rand(shape)
+    with torch.no_grad():
+        assert torch.allclose(model(x), fused(x), atol=1e-5)
