@@ -130,12 +130,21 @@ def export(
                                      "[default: RUN_DIR/export.pt]."),
     name: str | None = typer.Option(None, "--name", help="Manifest name [default: the run folder's name]."),
     half: bool = typer.Option(True, "--half/--full", help="Store weights as fp16 (half the size)."),
+    manifest: Path | None = typer.Option(None, "--into-manifest", help="Also add the entry to this "
+                                         "weights_manifest.json (bundled if the file lies beside it)."),
+    default: bool = typer.Option(False, "--default", help="With --into-manifest: make it the default."),
+    description: str = typer.Option("", "--description"),
+    licence: str = typer.Option("", "--licence"),
 ) -> None:
     """Write the inference weight file of a run and print its weights_manifest.json entry."""
-    from colorsr_cli.export import export_run
+    from colorsr_cli.export import add_to_manifest, export_run
 
     try:
-        entry = export_run(run_dir, dest or run_dir / "export.pt", name or run_dir.name, half)
+        dest = dest or run_dir / "export.pt"
+        entry = export_run(run_dir, dest, name or run_dir.name, half)
+        if manifest is not None:
+            bundled = dest.resolve().parent == (manifest.resolve().parent / "weights")
+            add_to_manifest(entry, manifest, bundled, default, description, licence)
     except ColorsrError as exc:
         raise _fail(str(exc)) from None
     out.print_json(json.dumps(entry))

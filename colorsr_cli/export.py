@@ -23,3 +23,30 @@ def export_run(run_dir: Path, dest: Path, name: str, half: bool = True) -> dict[
     return {"name": name, "task": ARCHITECTURES[arch].task, "arch": arch, "config": config_dict(model),
             "sha256": sha256_file(dest), "size": dest.stat().st_size, "urls": [],
             "filename": dest.name}
+
+
+def add_to_manifest(entry: dict[str, Any], manifest_path: Path, bundled: bool, default: bool,
+                    description: str = "", licence: str = "") -> None:
+    """Insert (or replace, by name) an entry in a weights manifest; with default=True it becomes
+    the only default of its task. The result is validated by loading it before it is kept."""
+    import json
+
+    from colorsr_cli.io import atomic_write
+    from colorsr_cli.weights import load_manifest
+
+    doc = json.loads(manifest_path.read_text())
+    item = entry | {"bundled": bundled, "default": default, "description": description, "licence": licence}
+    models = [m for m in doc["models"] if m["name"] != entry["name"]]
+    if default:
+        for m in models:
+            if m["task"] == entry["task"]:
+                m["default"] = False
+    doc["models"] = models + [item]
+    text = json.dumps(doc, indent=2) + "\n"
+    with atomic_write(manifest_path.with_name(manifest_path.name + ".check")) as f:
+        f.write(text.encode())
+    try:
+        load_manifest(manifest_path.with_name(manifest_path.name + ".check"))
+        manifest_path.with_name(manifest_path.name + ".check").replace(manifest_path)
+    finally:
+        manifest_path.with_name(manifest_path.name + ".check").unlink(missing_ok=True)

@@ -15,6 +15,7 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -26,11 +27,12 @@ from hypothesis import strategies as st
 from PIL import Image
 from typer.testing import CliRunner
 
+from colorsr_cli import batch
 from colorsr_cli import io as colorsr_io
-from colorsr_cli.batch import _resize_alpha
+from colorsr_cli.batch import OutputPlan, _resize_alpha, restore_files
 from colorsr_cli.cli import app
 from colorsr_cli.errors import ColorsrError
-from colorsr_cli.io import read_image
+from colorsr_cli.io import ImageJob, find_images, read_image
 from colorsr_cli.pipeline import RestoreOptions, Restorer, to_tensor
 from colorsr_cli.weightfile import load_weight_file
 from tests.conftest import photo_like
@@ -48,12 +50,11 @@ def _failed_lines(stderr: str) -> list[str]:
     return [line for line in stderr.splitlines() if line.startswith("failed")]
 
 
-def _snapshot(root: Path, skip: Path) -> dict[str, tuple]:
-    """Every entry below root except skip: (kind, size, mtime) - a folder's mtime changes when a
-    file is created or deleted in it, so temp files that came and went are caught too."""
+def _snapshot(root: Path) -> dict[str, tuple[int, int, int]]:
+    """Every entry below root: (kind, size, mtime). A folder's mtime changes when a file is
+    created or deleted in it, so temp files that came and went are caught too."""
     entries = {}
     for folder, dirnames, filenames in os.walk(root):
-        dirnames[:] = [d for d in dirnames if Path(folder, d) != skip]
         for name in [".", *dirnames, *filenames]:
             info = os.lstat(os.path.join(folder, name))
             entries[os.path.join(folder, name)] = (info.st_mode >> 12, info.st_size, info.st_mtime_ns)
@@ -149,7 +150,8 @@ def test_bad_input_corpus_through_restore(tiny_weights, tmp_path, monkeypatch):
     reasons = _write_bad_inputs(corpus)
     valid = _write_odd_valid_inputs(corpus)
     monkeypatch.chdir(tmp_path)
-    before, inputs_before = _snapshot(tmp_path, tmp_path / "out"), _digests(corpus)
+    weights = tiny_weights[0].parent
+    before, inputs_before = (_snapshot(corpus), _snapshot(weights)), _digests(corpus)
 
     result = _restore(["corpus", "--out", "out", "--json"], tiny_weights)
 
@@ -167,7 +169,8 @@ def test_bad_input_corpus_through_restore(tiny_weights, tmp_path, monkeypatch):
     for out_name, (width, height), mode in valid.values():
         with Image.open(os.path.join(b"out", out_name)) as img:
             assert (img.size, img.mode) == ((4 * width, 4 * height), mode), out_name
-    assert _snapshot(tmp_path, tmp_path / "out") == before, "nothing may be written outside --out"
+    assert sorted(os.listdir(tmp_path)) == ["corpus", "out"]
+    assert (_snapshot(corpus), _snapshot(weights)) == before, "nothing may be written outside --out"
     assert _digests(corpus) == inputs_before, "inputs must never be modified"
 
 
@@ -225,6 +228,63 @@ def test_ctrl_c_leaves_only_complete_outputs_and_a_rerun_finishes(tiny_weights, 
     after = _outputs(out)
     assert len(after) == 40
     assert {name: after[name] for name in finished} == finished, "finished outputs must not be redone"
+
+
+def _restorer(tiny_weights, batch_size: int = 1) -> Restorer:
+    color, sr = (load_weight_file(path)[0] for path in tiny_weights)
+    return Restorer(color, sr, RestoreOptions(tile=32, tile_pad=4, batch_size=batch_size))
+
+
+def _gray_jobs(folder: Path, count: int) -> list[ImageJob]:
+    for k in range(count):
+        _save(folder / f"p{k:02d}.png", photo_like(16, 16, k, gray=True))
+    return find_images([str(folder)])[0]
+
+
+def test_interrupted_library_run_stops_its_threads_and_leaves_complete_files(tiny_weights, tmp_path,
+                                                                             monkeypatch):
+    restorer, out = _restorer(tiny_weights), tmp_path / "out"
+    real_restore, calls = restorer.restore, []
+
+    def ctrl_c_on_the_fourth_batch(images):
+        calls.append(len(images))
+        if len(calls) == 4:
+            raise KeyboardInterrupt
+        return real_restore(images)
+
+    monkeypatch.setattr(restorer, "restore", ctrl_c_on_the_fourth_batch)
+    reported_on = set()
+    with pytest.raises(KeyboardInterrupt):
+        restore_files(_gray_jobs(tmp_path / "in", 20), restorer, OutputPlan(out),
+                      lambda result: reported_on.add(threading.current_thread()))
+    assert reported_on <= {threading.current_thread()}, "results are reported on the caller's thread"
+    deadline = time.monotonic() + 5
+    while any(t.name.startswith("colorsr-") for t in threading.enumerate()):
+        assert time.monotonic() < deadline, "a reader or writer thread outlived the run"
+        time.sleep(0.01)
+    written = sorted(os.listdir(out)) if out.exists() else []
+    assert set(written) <= {"p00.png", "p01.png", "p02.png"}  # restored before the interrupt
+    for name in written:
+        with Image.open(out / name) as img:
+            img.load()
+
+
+def test_an_unexpected_write_error_fails_that_file_and_the_run_goes_on(tiny_weights, tmp_path, monkeypatch):
+    real_write = batch.write_image_atomic
+
+    def encoder_bug_on_p03(path, rgb, alpha=None):
+        if path.name == "p03.png":
+            raise RuntimeError("encoder bug")
+        real_write(path, rgb, alpha)
+
+    monkeypatch.setattr(batch, "write_image_atomic", encoder_bug_on_p03)
+    with _time_limit(60):  # more files than the queues hold: a dead writer thread would hang here
+        results = restore_files(_gray_jobs(tmp_path / "in", 12), _restorer(tiny_weights),
+                                OutputPlan(tmp_path / "out"), lambda result: None)
+    failed = [r for r in results if r.status == "failed"]
+    assert [r.source.name for r in failed] == ["p03.png"]
+    assert failed[0].reason.endswith("p03.png: unexpected error while writing: RuntimeError('encoder bug')")
+    assert sum(r.status == "done" for r in results) == 11
 
 
 # --------------------------------------------------------------------------- disk full
@@ -303,8 +363,7 @@ def _images(draw) -> tuple[Image.Image, str]:
 
 @pytest.fixture(scope="module")
 def restorer(tiny_weights) -> Restorer:
-    color, sr = (load_weight_file(path)[0] for path in tiny_weights)
-    return Restorer(color, sr, RestoreOptions(tile=32, tile_pad=4, batch_size=4))
+    return _restorer(tiny_weights, batch_size=4)
 
 
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
