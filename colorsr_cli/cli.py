@@ -214,10 +214,10 @@ def _summarise(run, problems, as_json: bool) -> None:
 def video(
     source: Path = typer.Argument(..., help="The film to restore (any format ffmpeg/OpenCV can read)."),
     out_path: Path | None = typer.Option(None, "--out", "-o", help="Output video, or a folder for it "
-                                         "[default: <input stem>_colorsr.mp4 next to the input]."),
+                                         "(default: <input stem>_colorsr.mp4 next to the input)."),
     start: float = typer.Option(0.0, "--start", min=0, help="Start this many seconds into the film."),
     end: float | None = typer.Option(None, "--end", min=0, help="Stop this many seconds into the film "
-                                     "[default: its end]."),
+                                     "(default: its end)."),
     scale: int = typer.Option(4, "--scale", "-s", help="Output size relative to the input: 1, 2 or 4."),
     color_only: bool = typer.Option(False, "--color-only", help="Only colourise (no super-resolution)."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing output."),

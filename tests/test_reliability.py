@@ -36,7 +36,15 @@ from colorsr_cli.io import ImageJob, find_images, read_image
 from colorsr_cli.pipeline import RestoreOptions, Restorer, to_tensor
 from colorsr_cli.weightfile import load_weight_file
 from tests.conftest import photo_like
-from tests.test_io import _TIFF_MISSING_DIMENSIONS, IS_ROOT, _encoded, _noise, _png_with_declared_size, _save
+from tests.test_io import (
+    _TIFF_MISSING_DIMENSIONS,
+    IS_ROOT,
+    _encoded,
+    _noise,
+    _png_with_declared_size,
+    _save,
+    _time_limit,
+)
 from tests.test_models import _Exploit
 
 runner = CliRunner()

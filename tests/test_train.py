@@ -138,3 +138,22 @@ def test_ddp_two_gloo_processes(data_dir, tmp_path):
     assert r.returncode == 0, r.stderr[-3000:]
     ckpt = torch.load(tmp_path / "ddp" / "last.pt", weights_only=True)
     assert ckpt["step"] == 3
+
+
+def test_vgg_perceptual_loads_torchvision_layout(tmp_path):
+    """The 'vgg' perceptual loss takes torchvision's vgg19 state dict (features.* + classifier.*)."""
+    from colorsr_cli.models import VGG19Features
+
+    reference = VGG19Features()
+    state = {k: torch.randn_like(v) * 0.02 for k, v in reference.state_dict().items()
+             if k.startswith("features.")}
+    state["classifier.0.weight"] = torch.randn(4, 4)  # ignored, as torchvision's classifier is
+    torch.save(state, tmp_path / "vgg19.pth")
+    critic = SRDiscriminator(SRDiscriminatorConfig(width=8, fc=16))
+    loss_fn = Perceptual("vgg", critic, str(tmp_path / "vgg19.pth"))
+    assert torch.equal(loss_fn.vgg.features[0].weight, state["features.0.weight"])
+    fake = torch.rand(1, 3, 32, 32, requires_grad=True)
+    loss = loss_fn(fake, torch.rand(1, 3, 32, 32))
+    loss.backward()
+    assert torch.isfinite(loss) and fake.grad.abs().sum() > 0
+    assert not any(p.requires_grad for p in loss_fn.vgg.parameters())
