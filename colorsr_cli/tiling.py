@@ -29,15 +29,14 @@ class Window:
 
 
 def _spans(length: int, tile: int, pad: int) -> list[tuple[int, int]]:
-    """1-D windows of equal size min(tile + 2 pad, length) whose cores of `tile` cover [0, length)."""
-    size = min(tile + 2 * pad, length)
-    spans = []
-    for core in range(0, length, tile):
-        start = min(max(core - pad, 0), length - size)
-        spans.append((start, start + size))
-        if start + size >= length:
-            break
-    return spans
+    """1-D windows of one size covering [0, length): as few cores as tiles of at most `tile`
+    need, split evenly (a 200-pixel side with tile 128 gets two cores of 100, not 128 + 72),
+    each widened by `pad` of context on both sides and shifted inwards at the ends."""
+    count = -(-length // tile)
+    core = -(-length // count)
+    size = min(core + 2 * pad, length)
+    return [(start, start + size)
+            for start in (min(max(k * core - pad, 0), length - size) for k in range(count))]
 
 
 def split_into_tiles(height: int, width: int, tile: int, pad: int) -> list[Window]:
