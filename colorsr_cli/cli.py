@@ -7,25 +7,22 @@ import json
 import sys
 import time
 from dataclasses import asdict
-from enum import Enum
 from pathlib import Path
 
 import typer
-from rich.console import Console
 from rich.progress import (
     BarColumn,
-    DownloadColumn,
     MofNCompleteColumn,
     Progress,
     TaskProgressColumn,
     TextColumn,
     TimeElapsedColumn,
     TimeRemainingColumn,
-    TransferSpeedColumn,
 )
 from rich.table import Table
 
-from colorsr_cli import __version__
+from colorsr_cli import __version__, cli_eval, cli_train
+from colorsr_cli.cli_common import Ext, Precision, console, download_progress, fail, load_models, out
 from colorsr_cli.errors import ColorsrError
 
 app = typer.Typer(help="Restore old photos and films: colourise grayscale images and upscale them 4x.",
@@ -35,27 +32,6 @@ train_app = typer.Typer(help="Train the colouriser (pix2pix) or the super-resolu
                         no_args_is_help=True)
 app.add_typer(weights_app, name="weights")
 app.add_typer(train_app, name="train")
-
-console = Console(stderr=True)
-out = Console()
-
-
-class Ext(str, Enum):
-    png = "png"
-    jpg = "jpg"
-    webp = "webp"
-
-
-class Precision(str, Enum):
-    fp32 = "fp32"
-    fp16 = "fp16"
-    bf16 = "bf16"
-
-
-def _fail(message: str, code: int = 2) -> typer.Exit:
-    console.print(f"[bold red]error:[/] {message}", highlight=False, soft_wrap=True)
-    return typer.Exit(code)
-
 
 def _version(value: bool) -> None:
     if value:
@@ -67,30 +43,6 @@ def _version(value: bool) -> None:
 def _main(version: bool = typer.Option(False, "--version", callback=_version, is_eager=True,
                                        help="Show the version and exit.")) -> None:
     """colorsr: old photos in, colour 4x photos out."""
-
-
-def _download_progress() -> Progress:
-    return Progress(TextColumn("{task.description}"), BarColumn(), DownloadColumn(),
-                    TransferSpeedColumn(), TimeRemainingColumn(), console=console, transient=True)
-
-
-def _load_models(weights: list[str], color_weights: str | None, sr_weights: str | None,
-                 need_color: bool, need_sr: bool):
-    """Resolve --weights / --color-weights / --sr-weights (defaults from the manifest)."""
-    from colorsr_cli.weights import load_model, task_of
-
-    chosen: dict[str, str | None] = {"color": color_weights, "sr": sr_weights}
-    for item in weights:
-        chosen[task_of(item)] = item
-    with _download_progress() as bar:
-        task = bar.add_task("weights", total=None)
-
-        def progress(done: int, total: int | None) -> None:
-            bar.update(task, completed=done, total=total)
-
-        color = load_model(chosen["color"], "color", progress=progress)[0] if need_color else None
-        sr = load_model(chosen["sr"], "sr", progress=progress)[0] if need_sr else None
-    return color, sr
 
 
 @app.command()
@@ -128,28 +80,38 @@ def restore(
     Example: [bold]colorsr restore ./album --out ./restored[/]"""
     from colorsr_cli.batch import OutputPlan
     from colorsr_cli.devices import resolve_device, resolve_precision
+    from colorsr_cli.distributed import current_shard, gather_to_main, take_shard
     from colorsr_cli.io import find_images
     from colorsr_cli.pipeline import RestoreOptions, Restorer
 
     if color_only and sr_only:
-        raise _fail("--color-only and --sr-only exclude each other")
+        raise fail("--color-only and --sr-only exclude each other")
     if scale not in (1, 2, 4):
-        raise _fail(f"--scale must be 1, 2 or 4, got {scale}")
+        raise fail(f"--scale must be 1, 2 or 4, got {scale}")
     mode = "color-only" if color_only else "sr-only" if sr_only else "full"
+    shard = current_shard()  # under torchrun: this rank's share of the inputs and its device
     try:
-        dev = resolve_device(device)
+        dev = resolve_device(device, shard.local_rank)
         options = RestoreOptions(mode=mode, scale=scale, tile=tile, tile_pad=tile_pad,
                                  batch_size=batch_size, color_size=color_size,
                                  dtype=resolve_precision(precision.value, dev))
-        color, sr = _load_models(weights, color_weights, sr_weights,
+        color, sr = load_models(weights, color_weights, sr_weights,
                                  need_color=mode != "sr-only", need_sr=mode != "color-only")
         restorer = Restorer(color, sr, options, dev)
     except ColorsrError as exc:
-        raise _fail(str(exc)) from None
+        raise fail(str(exc)) from None
     jobs, problems = find_images(paths)
+    if out_dir is not None:  # an --out inside the input tree: never restore our own outputs
+        jobs = [job for job in jobs if not job.source.resolve().is_relative_to(out_dir.resolve())]
     plan = OutputPlan(out_dir, suffix if suffix is not None else ("" if out_dir else "_colorsr"),
                       ext.value if ext else None, overwrite)
-    _summarise(_run_with_progress(jobs, restorer, plan, max_pixels, quiet), problems, as_json)
+    results, seconds = _run_with_progress(take_shard(jobs, shard), restorer, plan, max_pixels,
+                                          quiet or not shard.main)
+    gathered = gather_to_main((results, seconds), shard)
+    if gathered is None:  # not rank 0: rank 0 reports for everyone
+        return
+    merged = [r for part, _ in gathered for r in part]
+    _summarise((merged, max(t for _, t in gathered)), problems, as_json)
 
 
 def _run_with_progress(jobs, restorer, plan, max_pixels, quiet):
@@ -258,25 +220,25 @@ def video(
     )
 
     if scale not in (1, 2, 4):
-        raise _fail(f"--scale must be 1, 2 or 4, got {scale}")
+        raise fail(f"--scale must be 1, 2 or 4, got {scale}")
     if end is not None and end <= start:
-        raise _fail(f"--end ({end:g}s) must be after --start ({start:g}s)")
+        raise fail(f"--end ({end:g}s) must be after --start ({start:g}s)")
     target = video_output_path(source, out_path)
     try:  # before any model is loaded: a wrong file, span or existing output fails fast
         check_output(source, target, overwrite)
         info = probe_video(source, find_ffmpeg())
         frame_span(info, start, end)
     except ColorsrError as exc:
-        raise _fail(str(exc), 1) from None
+        raise fail(str(exc), 1) from None
     try:
         dev = resolve_device(device)
         options = RestoreOptions(mode="color-only" if color_only else "full", scale=scale, tile=tile,
                                  tile_pad=tile_pad, batch_size=batch_size, color_size=color_size,
                                  dtype=resolve_precision(precision.value, dev))
-        color, sr = _load_models(weights, color_weights, sr_weights, need_color=True, need_sr=not color_only)
+        color, sr = load_models(weights, color_weights, sr_weights, need_color=True, need_sr=not color_only)
         restorer = Restorer(color, sr, options, dev)
     except ColorsrError as exc:
-        raise _fail(str(exc)) from None
+        raise fail(str(exc)) from None
     console.print(f"{source}: {info.width}x{info.height} at {info.fps:.4g} fps -> {target} "
                   f"({info.width * scale}x{info.height * scale})", highlight=False, soft_wrap=True)
     progress = Progress(TextColumn("[bold]video"), BarColumn(), MofNCompleteColumn(), TextColumn("frames"),
@@ -297,7 +259,7 @@ def video(
         console.print(f"[yellow]interrupted[/]: nothing written to {target} (partial file deleted).")
         raise typer.Exit(130) from None
     except ColorsrError as exc:
-        raise _fail(str(exc), 1) from None
+        raise fail(str(exc), 1) from None
     for note in result.notes:
         console.print(f"[yellow]note[/] {note}", highlight=False, soft_wrap=True)
     summary = asdict(result) | {"source": str(result.source), "output": str(result.output),
@@ -341,7 +303,7 @@ def _entry(name: str):
 
     entries = load_manifest()
     if name not in entries:
-        raise _fail(f"unknown weights {name!r} (known: {', '.join(entries)})")
+        raise fail(f"unknown weights {name!r} (known: {', '.join(entries)})")
     return entries[name]
 
 
@@ -352,12 +314,12 @@ def weights_download(name: str = typer.Argument(..., help="Manifest name (see `c
     from colorsr_cli.weights import fetch
 
     entry = _entry(name)
-    with _download_progress() as bar:
+    with download_progress() as bar:
         task = bar.add_task(name, total=entry.size)
         try:
             path = fetch(entry, lambda done, total: bar.update(task, completed=done, total=total))
         except ColorsrError as exc:
-            raise _fail(str(exc), 1) from None
+            raise fail(str(exc), 1) from None
     out.print(str(path))
 
 
@@ -387,6 +349,33 @@ def weights_path(name: str | None = typer.Argument(None, help="A manifest name [
     out.print(str(entry_path(_entry(name)) if name else cache_dir()), highlight=False)
 
 
+@app.command()
+def doctor(as_json: bool = typer.Option(False, "--json", help="Machine-readable checks.")) -> None:
+    """What this installation has (versions, devices, ffmpeg, cache, weights) and what to fix.
+
+    Example: [bold]colorsr doctor[/]"""
+    from colorsr_cli.doctor import run_checks
+
+    checks = run_checks()
+    if as_json:
+        out.print_json(json.dumps([asdict(c) for c in checks]))
+    else:
+        table = Table(title=f"colorsr {__version__} doctor")
+        for col in ("check", "", "details", "what to do"):
+            table.add_column(col)
+        for c in checks:
+            table.add_row(c.name, "[green]ok[/]" if c.ok else "[yellow]![/]", c.detail, c.advice)
+        out.print(table)
+    if not all(c.ok for c in checks if c.name.startswith("weights")):
+        raise typer.Exit(1)
+
+
+app.command("eval")(cli_eval.eval_cmd)
+app.command()(cli_train.export)
+train_app.command("color")(cli_train.train_color_cmd)
+train_app.command("sr")(cli_train.train_sr_cmd)
+
+
 def main() -> None:
     try:
         app()
@@ -395,4 +384,3 @@ def main() -> None:
         sys.exit(2)
 
 
-from colorsr_cli import cli_eval, cli_train  # noqa: E402,F401,I001  (register `eval`, `train`, `export`)

@@ -9,11 +9,10 @@ import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from colorsr_cli.cli import Precision, _fail, _load_models, app, console, out
+from colorsr_cli.cli_common import Precision, console, fail, load_models, out
 from colorsr_cli.errors import ColorsrError
 
 
-@app.command("eval")
 def eval_cmd(
     paths: list[str] = typer.Argument(..., help="Folders / files / globs of real colour photos."),
     report_dir: Path = typer.Option(Path("eval-report"), "--out", "-o", help="Report folder."),
@@ -46,7 +45,7 @@ def eval_cmd(
     everything = all_metrics or not any(chosen.values())
     metrics = [m for group, names in METRIC_GROUPS.items() if everything or chosen[group] for m in names]
     if protocol not in ("standard", "seed"):
-        raise _fail(f"--protocol must be standard or seed, got {protocol!r}")
+        raise fail(f"--protocol must be standard or seed, got {protocol!r}")
     if protocol == "seed":
         metrics.append("ssim_seed")
     if lpips or all_metrics:
@@ -55,7 +54,7 @@ def eval_cmd(
     try:
         dev = resolve_device(device)
         dtype = resolve_precision(precision.value, dev)
-        color, sr = _load_models(weights, None, None, need_color=True, need_sr=True)
+        color, sr = load_models(weights, None, None, need_color=True, need_sr=True)
 
         def restorer(mode: str, c=color, s=sr) -> Restorer:
             return Restorer(c if mode != "sr-only" else None, s if mode != "color-only" else None,
@@ -63,15 +62,15 @@ def eval_cmd(
 
         compare = None
         if compare_weights:
-            c2, s2 = _load_models(compare_weights, None, None, need_color=True, need_sr=True)
+            c2, s2 = load_models(compare_weights, None, None, need_color=True, need_sr=True)
             compare = restorer("full", c2, s2)
         methods = build_methods(restorer("full"), restorer("color-only"), restorer("sr-only"), compare)
     except ColorsrError as exc:
-        raise _fail(str(exc)) from None
+        raise fail(str(exc)) from None
     jobs, problems = find_images(paths)
     jobs = jobs[:limit] if limit else jobs
     if not jobs:
-        raise _fail("no images to evaluate")
+        raise fail("no images to evaluate")
     progress = Progress(TextColumn("[bold]eval"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
                         console=console)
     with progress:

@@ -1,5 +1,5 @@
 """`colorsr train color|sr` and `colorsr export`: options -> recipe -> trainer, with a rich
-progress bar (iter/s, losses, ETA). Registered on the app defined in cli.py."""
+progress bar (iter/s, losses, ETA). cli.py registers these functions as commands."""
 
 from __future__ import annotations
 
@@ -17,7 +17,7 @@ from rich.progress import (
     TimeRemainingColumn,
 )
 
-from colorsr_cli.cli import _fail, app, console, out, train_app
+from colorsr_cli.cli_common import console, fail, out
 from colorsr_cli.errors import ColorsrError
 
 
@@ -45,13 +45,12 @@ def _run(trainer, recipe, resume: bool) -> Path:
             task = progress.add_task("train", total=None, metrics="")
             return trainer(recipe, resume=resume, reporter=_reporter(progress, task))
     except (ColorsrError, ValueError) as exc:
-        raise _fail(str(exc)) from None
+        raise fail(str(exc)) from None
     except KeyboardInterrupt:
         console.print("[yellow]interrupted[/]: resume with the same command and --resume")
         raise typer.Exit(130) from None
 
 
-@train_app.command("color")
 def train_color_cmd(
     data: Path = typer.Option(..., "--data", help="Folder of colour photos (searched recursively)."),
     out_dir: Path = typer.Option(Path("runs/color"), "--out", help="Run folder."),
@@ -86,7 +85,6 @@ def train_color_cmd(
         out.print(f"best model: {run / 'best.pt'}  (export with: colorsr export {run})", highlight=False)
 
 
-@train_app.command("sr")
 def train_sr_cmd(
     data: Path = typer.Option(..., "--data", help="Folder of photos; those with a shorter side "
                               "below --hr-size are skipped."),
@@ -123,7 +121,6 @@ def train_sr_cmd(
         out.print(f"best model: {run / 'best.pt'}  (export with: colorsr export {run})", highlight=False)
 
 
-@app.command()
 def export(
     run_dir: Path = typer.Argument(..., help="A training run folder (its best.pt is exported)."),
     dest: Path | None = typer.Option(None, "--out", "-o", help="Weight file to write "
@@ -146,5 +143,5 @@ def export(
             bundled = dest.resolve().parent == (manifest.resolve().parent / "weights")
             add_to_manifest(entry, manifest, bundled, default, description, licence)
     except ColorsrError as exc:
-        raise _fail(str(exc)) from None
+        raise fail(str(exc)) from None
     out.print_json(json.dumps(entry))

@@ -119,3 +119,23 @@ def test_weights_commands(tmp_path, monkeypatch):
     assert "vgg19-imagenet" in names
     r = runner.invoke(app, ["weights", "path"])
     assert r.stdout.strip() == str(tmp_path)
+
+
+def test_cli_reference_is_in_sync():
+    """docs/cli.md is generated from the Typer app; regenerate it with
+    `python -m typer colorsr_cli.cli utils docs --name colorsr --output docs/cli.md`."""
+    from pathlib import Path
+
+    cmd = [sys.executable, "-m", "typer", "colorsr_cli.cli", "utils", "docs", "--name", "colorsr"]
+    r = subprocess.run(cmd, capture_output=True, text=True, check=True)
+    committed = (Path(__file__).parents[1] / "docs" / "cli.md").read_text()
+    assert r.stdout.strip() == committed.strip(), "docs/cli.md is stale: regenerate it (see docstring)"
+
+
+def test_doctor_reports_the_key_lines():
+    r = runner.invoke(app, ["doctor", "--json"])
+    checks = {c["name"]: c for c in json.loads(r.stdout)}
+    assert {"versions", "cpu", "ffmpeg", "cache"} <= set(checks)
+    assert "torch" in checks["versions"]["detail"]
+    assert any(name.startswith("weights ") for name in checks)
+    assert r.exit_code == 0  # the bundled weights verify
