@@ -127,6 +127,8 @@ def export(
                                      "[default: RUN_DIR/export.pt]."),
     name: str | None = typer.Option(None, "--name", help="Manifest name [default: the run folder's name]."),
     half: bool = typer.Option(True, "--half/--full", help="Store weights as fp16 (half the size)."),
+    checkpoint: Path | None = typer.Option(None, "--checkpoint", help="Export this training checkpoint "
+                                           "(e.g. RUN_DIR/last.pt) instead of best.pt."),
     manifest: Path | None = typer.Option(None, "--into-manifest", help="Also add the entry to this "
                                          "weights_manifest.json (bundled if the file lies beside it)."),
     default: bool = typer.Option(False, "--default", help="With --into-manifest: make it the default."),
@@ -138,7 +140,7 @@ def export(
 
     try:
         dest = dest or run_dir / "export.pt"
-        entry = export_run(run_dir, dest, name or run_dir.name, half)
+        entry = export_run(run_dir, dest, name or run_dir.name, half, checkpoint)
         if manifest is not None:
             bundled = dest.resolve().parent == (manifest.resolve().parent / "weights")
             add_to_manifest(entry, manifest, bundled, default, description, licence)

@@ -2,22 +2,46 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
 
+from torch import nn
+
 from colorsr_cli.errors import WeightsError
-from colorsr_cli.models import ARCHITECTURES, arch_name_of, config_dict
-from colorsr_cli.weightfile import load_weight_file, save_weight_file
+from colorsr_cli.models import ARCHITECTURES, arch_name_of, build_model, config_dict
+from colorsr_cli.weightfile import load_weight_file, safe_torch_load, save_weight_file
 from colorsr_cli.weights import sha256_file
 
 
-def export_run(run_dir: Path, dest: Path, name: str, half: bool = True) -> dict[str, Any]:
-    """Write RUN_DIR/best.pt's generator to dest (fp16 storage if half) and return the
-    manifest entry (name, task, arch, config, sha256, size, filename) for it."""
-    best = Path(run_dir) / "best.pt"
-    if not best.exists():
-        raise WeightsError(f"{best}: no best.pt in this run folder (has it validated yet?)")
-    model, meta = load_weight_file(best)
+def generator_from_checkpoint(run_dir: Path, checkpoint: Path) -> tuple[nn.Module, dict[str, Any]]:
+    """The generator held in a training checkpoint (last.pt or a copy of it), built from the
+    run's recipe.json. GAN runs are often best judged by eval metrics rather than validation
+    L1 (which favours the dullest colours), so any checkpoint can be exported, not only best.pt."""
+    recipe = json.loads((Path(run_dir) / "recipe.json").read_text())
+    state = safe_torch_load(checkpoint)
+    if "l1_weight" in recipe:  # the colour recipe
+        model = build_model("colorizer_unet", {"width": recipe["width"], "depth": recipe["depth"]})
+    else:
+        model = build_model("srgan_generator", {
+            k: recipe[k] for k in ("channels", "blocks", "head_kernel", "tail_kernel", "scale", "global_skip")
+            if k in recipe})
+    model.load_state_dict(state["G"])
+    return model.eval(), {"step": int(state["step"]), "checkpoint": Path(checkpoint).name}
+
+
+def export_run(run_dir: Path, dest: Path, name: str, half: bool = True,
+               checkpoint: Path | None = None) -> dict[str, Any]:
+    """Write the run's generator (best.pt, or the given training checkpoint) to dest (fp16
+    storage if half) and return its manifest entry (name, task, arch, config, sha256, size,
+    filename)."""
+    if checkpoint is not None:
+        model, meta = generator_from_checkpoint(run_dir, checkpoint)
+    else:
+        best = Path(run_dir) / "best.pt"
+        if not best.exists():
+            raise WeightsError(f"{best}: no best.pt in this run folder (has it validated yet?)")
+        model, meta = load_weight_file(best)
     save_weight_file(model, dest, meta=meta | {"exported_from": str(run_dir)}, half=half)
     arch = arch_name_of(model)
     return {"name": name, "task": ARCHITECTURES[arch].task, "arch": arch, "config": config_dict(model),
@@ -29,8 +53,6 @@ def add_to_manifest(entry: dict[str, Any], manifest_path: Path, bundled: bool, d
                     description: str = "", licence: str = "") -> None:
     """Insert (or replace, by name) an entry in a weights manifest; with default=True it becomes
     the only default of its task. The result is validated by loading it before it is kept."""
-    import json
-
     from colorsr_cli.io import atomic_write
     from colorsr_cli.weights import load_manifest
 

@@ -157,3 +157,17 @@ def test_vgg_perceptual_loads_torchvision_layout(tmp_path):
     loss.backward()
     assert torch.isfinite(loss) and fake.grad.abs().sum() > 0
     assert not any(p.requires_grad for p in loss_fn.vgg.parameters())
+
+
+def test_export_any_checkpoint(data_dir, tmp_path):
+    from colorsr_cli.export import export_run
+
+    run = tmp_path / "run"
+    train_sr(SRRecipe(data=str(data_dir), out=str(run), hr_size=32, channels=8, blocks=1, disc_width=8,
+                      batch_size=2, max_steps=2, global_skip=True, perceptual="features", device="cpu",
+                      threads=1))
+    entry = export_run(run, tmp_path / "s.pt", "s", half=False, checkpoint=run / "last.pt")
+    model, meta = load_weight_file(tmp_path / "s.pt")
+    assert entry["config"]["global_skip"] is True and meta["step"] == 2
+    ckpt = torch.load(run / "last.pt", weights_only=True)
+    assert all(torch.equal(v, model.state_dict()[k]) for k, v in ckpt["G"].items())
