@@ -101,24 +101,27 @@ def restore_files(jobs: list[ImageJob], restorer: Restorer, plan: OutputPlan,
     decoded: queue.Queue = queue.Queue(maxsize=prefetch)
     encoded: queue.Queue = queue.Queue(maxsize=prefetch)
     written: queue.SimpleQueue[FileResult] = queue.SimpleQueue()
-    cancel = threading.Event()
+    cancel, writer_done = threading.Event(), threading.Event()
     reader = threading.Thread(target=_read_all, args=(todo, max_pixels, decoded, cancel),
                               name="colorsr-reader", daemon=True)
     # Not a daemon: should the process exit mid-write (a second Ctrl-C), Python waits for that
     # one file, so its temp file is renamed or removed instead of being left behind.
-    writer = threading.Thread(target=_write_all, args=(encoded, written, cancel), name="colorsr-writer")
+    writer = threading.Thread(target=_write_all, args=(encoded, written, cancel, writer_done),
+                              name="colorsr-writer")
     reader.start()
     writer.start()
+    # Waiting on an Event, not writer.join(): on Python < 3.12 a Ctrl-C during join() marks the
+    # still running thread as finished, and the interpreter then exits without waiting for it.
     try:
         for batch in _batches(decoded, restorer, report):
             for item, result in _restore_batch(restorer, batch):
                 encoded.put((item, result))
             _report_all(written, report)
         encoded.put(_DONE)
-        writer.join()
+        writer_done.wait()
     except BaseException:
         cancel.set()
-        writer.join()
+        writer_done.wait()
         raise
     _report_all(written, report)
     return results
@@ -193,16 +196,20 @@ def _restore_batch(restorer: Restorer, batch: list[_Decoded]):
         yield from _restore_batch(restorer, [item])
 
 
-def _write_all(encoded: queue.Queue, written: queue.SimpleQueue, cancel: threading.Event) -> None:
+def _write_all(encoded: queue.Queue, written: queue.SimpleQueue, cancel: threading.Event,
+               done: threading.Event) -> None:
     """Write restored images until _DONE; once cancelled, stop after the file in hand."""
-    while not cancel.is_set():
-        try:
-            entry = encoded.get(timeout=_POLL_SECONDS)
-        except queue.Empty:
-            continue
-        if entry is _DONE:
-            return
-        written.put(_write_one(*entry))
+    try:
+        while not cancel.is_set():
+            try:
+                entry = encoded.get(timeout=_POLL_SECONDS)
+            except queue.Empty:
+                continue
+            if entry is _DONE:
+                return
+            written.put(_write_one(*entry))
+    finally:
+        done.set()
 
 
 def _write_one(item: _Decoded, result: torch.Tensor | str) -> FileResult:

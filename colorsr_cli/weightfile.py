@@ -9,6 +9,7 @@ weights_only=True accepts only tensors and plain containers, and anything else i
 from __future__ import annotations
 
 import pickle
+import re
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +21,7 @@ from colorsr_cli.io import atomic_write
 from colorsr_cli.models import ARCHITECTURES, arch_name_of, build_model, config_dict
 
 FORMAT = "colorsr-weights/1"
+_REFUSED_GLOBAL = re.compile(r"Unsupported global: GLOBAL (\S+)")
 
 
 def atomic_torch_save(obj: Any, path: Path) -> None:
@@ -44,8 +46,12 @@ def safe_torch_load(path: Path) -> Any:
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as exc:
-        raise WeightsError(f"{path}: refused to load: it is not a plain weights file "
-                           f"(it contains pickled objects): {str(exc).splitlines()[0]}") from None
+        # torch's own message is a paragraph that explains how to load the file anyway: keep only
+        # the name of the object that was refused.
+        found = _REFUSED_GLOBAL.search(str(exc))
+        what = f"pickled Python objects ({found.group(1)})" if found else "pickled Python objects"
+        raise WeightsError(f"{path}: refused to load: not a plain weights file, it holds {what} "
+                           f"that could run code") from None
     except (RuntimeError, EOFError, OSError, ValueError) as exc:
         raise WeightsError(f"{path}: cannot read weights: {str(exc).splitlines()[0]}") from None
 
