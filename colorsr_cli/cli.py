@@ -22,7 +22,20 @@ from rich.progress import (
 from rich.table import Table
 
 from colorsr_cli import __version__, cli_eval, cli_train
-from colorsr_cli.cli_common import Ext, Precision, console, download_progress, fail, load_models, out
+from colorsr_cli.cli_common import (
+    COLOR_SIZE_OPTION,
+    DEVICE_OPTION,
+    SATURATION_OPTION,
+    TILE_OPTION,
+    TILE_PAD_OPTION,
+    Ext,
+    Precision,
+    console,
+    download_progress,
+    fail,
+    load_models,
+    out,
+)
 from colorsr_cli.errors import ColorsrError
 
 app = typer.Typer(help="Restore old photos and films: colourise grayscale images and upscale them 4x.",
@@ -63,11 +76,11 @@ def restore(
     color_weights: str | None = typer.Option(None, "--color-weights", help="Colouriser weights."),
     sr_weights: str | None = typer.Option(None, "--sr-weights", help="Super-resolution weights."),
     batch_size: int = typer.Option(16, "--batch-size", "-b", min=1, help="Tiles/images per forward pass."),
-    tile: int = typer.Option(128, "--tile", "-t", min=0, help="SR tile size, input pixels (0: no tiles)."),
-    tile_pad: int = typer.Option(16, "--tile-pad", min=0, help="Overlap context around each tile."),
-    color_size: int = typer.Option(128, "--color-size", min=16,
-                                   help="Long side of the colouriser's working resolution."),
-    device: str = typer.Option("auto", "--device", "-d", help="auto, cpu, cuda, cuda:N or mps."),
+    tile: int = TILE_OPTION,
+    tile_pad: int = TILE_PAD_OPTION,
+    color_size: int = COLOR_SIZE_OPTION,
+    saturation: float = SATURATION_OPTION,
+    device: str = DEVICE_OPTION,
     precision: Precision = typer.Option(Precision.fp32, "--precision", help="Compute precision "
                                         "(fp16/bf16 autocast; fp16 needs a GPU)."),
     max_pixels: int = typer.Option(100_000_000, "--max-pixels", help="Refuse larger images "
@@ -93,7 +106,7 @@ def restore(
     try:
         dev = resolve_device(device, shard.local_rank)
         options = RestoreOptions(mode=mode, scale=scale, tile=tile, tile_pad=tile_pad,
-                                 batch_size=batch_size, color_size=color_size,
+                                 batch_size=batch_size, color_size=color_size, saturation=saturation,
                                  dtype=resolve_precision(precision.value, dev))
         color, sr = load_models(weights, color_weights, sr_weights,
                                  need_color=mode != "sr-only", need_sr=mode != "color-only")
@@ -189,11 +202,11 @@ def video(
     sr_weights: str | None = typer.Option(None, "--sr-weights", help="Super-resolution weights."),
     batch_size: int = typer.Option(8, "--batch-size", "-b", min=1, help="Frames per batch (and tiles "
                                    "per forward pass)."),
-    tile: int = typer.Option(128, "--tile", "-t", min=0, help="SR tile size, input pixels (0: no tiles)."),
-    tile_pad: int = typer.Option(16, "--tile-pad", min=0, help="Overlap context around each tile."),
-    color_size: int = typer.Option(128, "--color-size", min=16,
-                                   help="Long side of the colouriser's working resolution."),
-    device: str = typer.Option("auto", "--device", "-d", help="auto, cpu, cuda, cuda:N or mps."),
+    tile: int = TILE_OPTION,
+    tile_pad: int = TILE_PAD_OPTION,
+    color_size: int = COLOR_SIZE_OPTION,
+    saturation: float = SATURATION_OPTION,
+    device: str = DEVICE_OPTION,
     precision: Precision = typer.Option(Precision.fp32, "--precision", help="Compute precision "
                                         "(fp16/bf16 autocast; fp16 needs a GPU)."),
     codec: str = typer.Option("libx264", "--codec", help="ffmpeg video encoder (e.g. libx264, libx265)."),
@@ -234,6 +247,7 @@ def video(
         dev = resolve_device(device)
         options = RestoreOptions(mode="color-only" if color_only else "full", scale=scale, tile=tile,
                                  tile_pad=tile_pad, batch_size=batch_size, color_size=color_size,
+                                 saturation=saturation,
                                  dtype=resolve_precision(precision.value, dev))
         color, sr = load_models(weights, color_weights, sr_weights, need_color=True, need_sr=not color_only)
         restorer = Restorer(color, sr, options, dev)

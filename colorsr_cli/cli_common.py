@@ -19,6 +19,16 @@ console = Console(stderr=True)
 out = Console()
 
 
+# Options shared by the commands that run the pipeline (restore, video).
+TILE_OPTION = typer.Option(128, "--tile", "-t", min=0, help="SR tile size, input pixels (0: no tiles).")
+TILE_PAD_OPTION = typer.Option(16, "--tile-pad", min=0, help="Overlap context around each tile.")
+COLOR_SIZE_OPTION = typer.Option(128, "--color-size", min=16,
+                                 help="Long side of the colouriser's working resolution.")
+SATURATION_OPTION = typer.Option(1.0, "--saturation", min=0.0, help="Gain on the predicted colour "
+                                 "(chroma): below 1 tones colours down, above 1 makes them bolder.")
+DEVICE_OPTION = typer.Option("auto", "--device", "-d", help="auto, cpu, cuda, cuda:N or mps.")
+
+
 class Ext(str, Enum):
     png = "png"
     jpg = "jpg"

@@ -129,6 +129,8 @@ def export(
     half: bool = typer.Option(True, "--half/--full", help="Store weights as fp16 (half the size)."),
     checkpoint: Path | None = typer.Option(None, "--checkpoint", help="Export this training checkpoint "
                                            "(e.g. RUN_DIR/last.pt) instead of best.pt."),
+    chroma_gain: float | None = typer.Option(None, "--chroma-gain", help="Colourisers: calibrated gain "
+                                             "on the predicted chroma, stored in the file."),
     manifest: Path | None = typer.Option(None, "--into-manifest", help="Also add the entry to this "
                                          "weights_manifest.json (bundled if the file lies beside it)."),
     default: bool = typer.Option(False, "--default", help="With --into-manifest: make it the default."),
@@ -140,7 +142,7 @@ def export(
 
     try:
         dest = dest or run_dir / "export.pt"
-        entry = export_run(run_dir, dest, name or run_dir.name, half, checkpoint)
+        entry = export_run(run_dir, dest, name or run_dir.name, half, checkpoint, chroma_gain)
         if manifest is not None:
             bundled = dest.resolve().parent == (manifest.resolve().parent / "weights")
             add_to_manifest(entry, manifest, bundled, default, description, licence)

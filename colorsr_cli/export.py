@@ -30,8 +30,18 @@ def generator_from_checkpoint(run_dir: Path, checkpoint: Path) -> tuple[nn.Modul
     return model.eval(), {"step": int(state["step"]), "checkpoint": Path(checkpoint).name}
 
 
+def with_chroma_gain(model: nn.Module, gain: float) -> nn.Module:
+    """The same colouriser with its config's chroma gain set (weights unchanged)."""
+    arch = arch_name_of(model)
+    if ARCHITECTURES[arch].task != "color":
+        raise WeightsError(f"--chroma-gain applies to colourisers, not to {arch}")
+    rebuilt = build_model(arch, config_dict(model) | {"chroma_gain": float(gain)})
+    rebuilt.load_state_dict(model.state_dict())
+    return rebuilt.eval()
+
+
 def export_run(run_dir: Path, dest: Path, name: str, half: bool = True,
-               checkpoint: Path | None = None) -> dict[str, Any]:
+               checkpoint: Path | None = None, chroma_gain: float | None = None) -> dict[str, Any]:
     """Write the run's generator (best.pt, or the given training checkpoint) to dest (fp16
     storage if half) and return its manifest entry (name, task, arch, config, sha256, size,
     filename)."""
@@ -42,6 +52,8 @@ def export_run(run_dir: Path, dest: Path, name: str, half: bool = True,
         if not best.exists():
             raise WeightsError(f"{best}: no best.pt in this run folder (has it validated yet?)")
         model, meta = load_weight_file(best)
+    if chroma_gain is not None:
+        model = with_chroma_gain(model, chroma_gain)
     save_weight_file(model, dest, meta=meta | {"exported_from": str(run_dir)}, half=half)
     arch = arch_name_of(model)
     return {"name": name, "task": ARCHITECTURES[arch].task, "arch": arch, "config": config_dict(model),

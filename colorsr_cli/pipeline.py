@@ -34,6 +34,7 @@ class RestoreOptions:
     tile_pad: int = 16  # overlap context on each side of a tile, input pixels
     batch_size: int = 16  # tiles / images per forward pass
     color_size: int = 128  # long side of the colouriser's working resolution
+    saturation: float = 1.0  # gain on the predicted chroma (a, b): < 1 tones colours down
     dtype: torch.dtype = torch.float32  # compute precision (bf16/fp16 via autocast)
 
 
@@ -91,7 +92,7 @@ class Restorer:
             ab = ab[:, :crop[0], :crop[1]].float()
             if ab.shape[-2:] != L.shape[-2:]:
                 ab = resize(ab, tuple(L.shape[-2:]), "bilinear")
-            out.append(lab_to_rgb(torch.cat((L, denormalize_ab(ab)), 0)))
+            out.append(lab_to_rgb(torch.cat((L, denormalize_ab(ab) * self.options.saturation), 0)))
         return out
 
     def super_resolve(self, rgbs: list[torch.Tensor]) -> list[torch.Tensor]:

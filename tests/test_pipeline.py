@@ -92,3 +92,16 @@ def test_bf16_on_cpu_is_close_to_fp32(models):
     ref = Restorer(*models, RestoreOptions()).restore([img])[0]
     low = Restorer(*models, RestoreOptions(dtype=torch.bfloat16)).restore([img])[0]
     assert (ref - low).abs().mean() < 0.03
+
+
+def test_saturation_scales_the_predicted_chroma(models):
+    img = torch.rand(1, 64, 64).expand(3, -1, -1).clone()
+    def colour(gain: float) -> torch.Tensor:
+        opts = RestoreOptions(mode="color-only", scale=1, saturation=gain)
+        return Restorer(models[0], None, opts).restore([img])[0]
+
+    base, half, none = colour(1.0), colour(0.5), colour(0.0)
+    ab_base, ab_half = rgb_to_lab(base)[1:], rgb_to_lab(half)[1:]
+    inside = (base > 0.02).all(0) & (base < 0.98).all(0)  # away from gamut clipping
+    assert torch.allclose(ab_half[:, inside], ab_base[:, inside] * 0.5, atol=0.3)
+    assert rgb_to_lab(none)[1:].abs().max() < 0.5

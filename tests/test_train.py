@@ -171,3 +171,17 @@ def test_export_any_checkpoint(data_dir, tmp_path):
     assert entry["config"]["global_skip"] is True and meta["step"] == 2
     ckpt = torch.load(run / "last.pt", weights_only=True)
     assert all(torch.equal(v, model.state_dict()[k]) for k, v in ckpt["G"].items())
+
+
+def test_export_with_chroma_gain_is_carried_by_the_file(tiny_weights, tmp_path):
+    from colorsr_cli.export import with_chroma_gain
+    from colorsr_cli.weightfile import save_weight_file
+
+    model, _ = load_weight_file(tiny_weights[0])
+    gained = with_chroma_gain(model, 0.5)
+    save_weight_file(gained, tmp_path / "g.pt")
+    loaded, _ = load_weight_file(tmp_path / "g.pt")
+    assert loaded.config.chroma_gain == 0.5
+    x = torch.rand(1, 1, 32, 32) * 2 - 1
+    with torch.no_grad():
+        assert torch.allclose(loaded(x), model(x) * 0.5, atol=1e-6)
