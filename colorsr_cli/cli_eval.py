@@ -22,8 +22,9 @@ def eval_cmd(
     delta_e: bool = typer.Option(False, "--delta-e", help="Mean ab error and CIEDE2000 in Lab."),
     lpips: bool = typer.Option(False, "--lpips", help="LPIPS (needs its network weights)."),
     all_metrics: bool = typer.Option(False, "--all", help="Every metric [default when none is chosen]."),
-    protocol: str = typer.Option("standard", "--protocol", help="standard, or seed: also the seed "
-                                 "report's SSIM (both images resized to 64x64)."),
+    protocol: str = typer.Option("standard", "--protocol", help="standard; seed (also the seed "
+                                 "report's SSIM: both images resized to 64x64); or sr-literature (SR "
+                                 "alone as SR papers do: bicubic x1/4 input, Y channel, 4 px border)."),
     weights: list[str] = typer.Option([], "--weights", "-w", help="Weights to evaluate (as restore)."),
     compare_weights: list[str] = typer.Option([], "--compare-weights", help="A second weight set, "
                                               "shown side by side (the other task keeps the default)."),
@@ -37,15 +38,21 @@ def eval_cmd(
 
     Example: [bold]colorsr eval ./photos --all --out report[/]"""
     from colorsr_cli.devices import resolve_device, resolve_precision
-    from colorsr_cli.evaluate import METRIC_GROUPS, build_methods, evaluate, write_report
+    from colorsr_cli.evaluate import (
+        METRIC_GROUPS,
+        build_methods,
+        evaluate,
+        evaluate_sr_literature,
+        write_report,
+    )
     from colorsr_cli.io import find_images
     from colorsr_cli.pipeline import RestoreOptions, Restorer
 
     chosen = {"ssim": ssim, "psnr": psnr, "colorfulness": colorfulness, "delta_e": delta_e}
     everything = all_metrics or not any(chosen.values())
     metrics = [m for group, names in METRIC_GROUPS.items() if everything or chosen[group] for m in names]
-    if protocol not in ("standard", "seed"):
-        raise fail(f"--protocol must be standard or seed, got {protocol!r}")
+    if protocol not in ("standard", "seed", "sr-literature"):
+        raise fail(f"--protocol must be standard, seed or sr-literature, got {protocol!r}")
     if protocol == "seed":
         metrics.append("ssim_seed")
     if lpips or all_metrics:
@@ -71,12 +78,16 @@ def eval_cmd(
     jobs = jobs[:limit] if limit else jobs
     if not jobs:
         raise fail("no images to evaluate")
-    progress = Progress(TextColumn("[bold]eval"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-                        console=console)
-    with progress:
-        task = progress.add_task("eval", total=len(jobs))
-        report = evaluate(jobs, methods, metrics, batch_size,
-                          lambda n: progress.update(task, completed=n))
+    if protocol == "sr-literature":
+        methods = {"bicubic": None, "sr": None}
+        report = evaluate_sr_literature(jobs, restorer("sr-only"))
+    else:
+        progress = Progress(TextColumn("[bold]eval"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                            console=console)
+        with progress:
+            task = progress.add_task("eval", total=len(jobs))
+            report = evaluate(jobs, methods, metrics, batch_size,
+                              lambda n: progress.update(task, completed=n))
     report.failures += [(str(p), r) for p, r in problems]
     for _file, reason in report.failures:
         console.print(f"[red]failed[/] {reason}", highlight=False, soft_wrap=True)

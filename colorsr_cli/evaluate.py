@@ -168,3 +168,37 @@ def write_report(report: EvalReport, folder: Path, method_names: list[str]) -> d
 def _write_text_atomic(path: Path, text: str) -> None:
     with atomic_write(path) as f:
         f.write(text.encode())
+
+
+def sr_literature_pair(rgb: np.ndarray, scale: int = 4) -> tuple[torch.Tensor, torch.Tensor]:
+    """The SR papers' protocol (data README): crop to a multiple of `scale`, LR = bicubic
+    x1/scale of that crop. Returns (truth (3, H, W), LR (3, H/scale, W/scale))."""
+    h, w = (rgb.shape[0] // scale) * scale, (rgb.shape[1] // scale) * scale
+    crop = np.ascontiguousarray(rgb[:h, :w])
+    truth = to_tensor(crop)
+    low = cv2.resize(crop, (w // scale, h // scale), interpolation=cv2.INTER_CUBIC)
+    return truth, to_tensor(np.clip(low, 0, 1))
+
+
+def evaluate_sr_literature(jobs: list[ImageJob], sr_only: Restorer, border: int = 4,
+                           max_pixels: int = 100_000_000) -> EvalReport:
+    """PSNR and SSIM on the Y channel (BT.601) after cropping `border` pixels, for bicubic and
+    for our SR model, image by image (sizes differ, so no batching across images)."""
+    from colorsr_cli.metrics import psnr, ssim
+
+    report = EvalReport(["psnr_y", "ssim_y"])
+    for job in jobs:
+        try:
+            truth, low = sr_literature_pair(read_image(job.source, max_pixels).rgb)
+        except ColorsrError as exc:
+            report.failures.append((str(job.source), str(exc)))
+            continue
+        outputs = {"bicubic": resize(low, tuple(truth.shape[-2:]), "bicubic").clamp(0, 1),
+                   "sr": sr_only.restore([low])[0]}
+        crop = (slice(None), slice(border, -border), slice(border, -border))
+        for name, out in outputs.items():
+            x, y = out[crop][None].double(), truth[crop][None].double()
+            report.rows.append({"image": str(job.relative), "method": name,
+                                "psnr_y": psnr(x, y, "y").item(), "ssim_y": ssim(x, y, "y").item()})
+        report.truth_colorfulness.append(float("nan"))
+    return report

@@ -72,3 +72,20 @@ def test_eval_selected_metrics_and_compare(tiny_weights, tmp_path):
     assert summary["metrics"] == ["psnr", "psnr_y"]
     full, comp = summary["methods"]["full"], summary["methods"]["full (compare)"]
     assert abs(full["psnr"] - comp["psnr"]) < 1e-9
+
+
+def test_sr_literature_protocol(tiny_weights, tmp_path):
+    from colorsr_cli.evaluate import sr_literature_pair
+
+    truth, low = sr_literature_pair(photo_like(50, 43, 1).astype(np.float32) / 255)
+    assert truth.shape == (3, 48, 40) and low.shape == (3, 12, 10)
+    photos = tmp_path / "set"
+    photos.mkdir()
+    for k in range(2):
+        Image.fromarray(photo_like(60, 70, k)).save(photos / f"{k}.png")
+    r = CliRunner().invoke(app, ["eval", str(photos), "--protocol", "sr-literature", "--json",
+                                 "--out", str(tmp_path / "rep"), "-w", str(tiny_weights[1])])
+    assert r.exit_code == 0, r.output
+    summary = json.loads(r.stdout)
+    assert set(summary["methods"]) == {"bicubic", "sr"} and summary["metrics"] == ["psnr_y", "ssim_y"]
+    assert 10 < summary["methods"]["bicubic"]["psnr_y"] < 60
