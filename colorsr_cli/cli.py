@@ -296,7 +296,9 @@ def video(
 
 @weights_app.command("list")
 def weights_list(as_json: bool = typer.Option(False, "--json")) -> None:
-    """The models the manifest knows, and whether each is here and verified."""
+    """The models the manifest knows, and whether each is here and verified.
+
+    Example: [bold]colorsr weights list[/]"""
     from colorsr_cli.weights import is_present, load_manifest
 
     entries = load_manifest()
@@ -324,7 +326,9 @@ def _entry(name: str):
 @weights_app.command("download")
 def weights_download(name: str = typer.Argument(..., help="Manifest name (see `colorsr weights list`).")
                      ) -> None:
-    """Download (resuming a partial file) and verify one weight file into the cache."""
+    """Download (resuming a partial file) and verify one weight file into the cache.
+
+    Example: [bold]colorsr weights download vgg19-imagenet[/]"""
     from colorsr_cli.weights import fetch
 
     entry = _entry(name)
@@ -340,7 +344,9 @@ def weights_download(name: str = typer.Argument(..., help="Manifest name (see `c
 @weights_app.command("verify")
 def weights_verify(names: list[str] = typer.Argument(None, help="Names to check [default: all present].")
                    ) -> None:
-    """Check the sha256 of weight files that are present."""
+    """Check the sha256 of weight files that are present.
+
+    Example: [bold]colorsr weights verify[/]"""
     from colorsr_cli.weights import is_present, load_manifest, verify
 
     entries = load_manifest()
@@ -357,7 +363,9 @@ def weights_verify(names: list[str] = typer.Argument(None, help="Names to check 
 @weights_app.command("path")
 def weights_path(name: str | None = typer.Argument(None, help="A manifest name [default: cache folder].")
                  ) -> None:
-    """Where a weight file is (or would be) stored, or the cache folder."""
+    """Where a weight file is (or would be) stored, or the cache folder.
+
+    Example: [bold]colorsr weights path colorsr-color-v1[/]"""
     from colorsr_cli.weights import cache_dir, entry_path
 
     out.print(str(entry_path(_entry(name)) if name else cache_dir()), highlight=False)

@@ -137,7 +137,9 @@ def export(
     description: str = typer.Option("", "--description"),
     licence: str = typer.Option("", "--licence"),
 ) -> None:
-    """Write the inference weight file of a run and print its weights_manifest.json entry."""
+    """Write the inference weight file of a run and print its weights_manifest.json entry.
+
+    Example: [bold]colorsr export runs/c1 --out my-colour.pt[/]"""
     from colorsr_cli.export import add_to_manifest, export_run
 
     try:

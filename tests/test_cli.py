@@ -139,3 +139,20 @@ def test_doctor_reports_the_key_lines():
     assert "torch" in checks["versions"]["detail"]
     assert any(name.startswith("weights ") for name in checks)
     assert r.exit_code == 0  # the bundled weights verify
+
+
+def test_every_command_help_has_an_example():
+    import click
+    import typer.main
+
+    def leaves(cmd, path):
+        if isinstance(cmd, click.Group):
+            for name, sub in cmd.commands.items():
+                yield from leaves(sub, [*path, name])
+        else:
+            yield path, cmd
+
+    found = list(leaves(typer.main.get_command(app), []))
+    assert len(found) >= 11
+    for path, cmd in found:
+        assert "Example:" in (cmd.help or ""), f"colorsr {' '.join(path)} --help has no example"
