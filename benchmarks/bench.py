@@ -146,7 +146,7 @@ def main() -> None:
              table(["input", "batch", "throughput", "output MP/s"],
                    pipeline_rows(color, sr, device, seconds, batches)), "",
              "## Tiled restore of a 640x480 input (output 2560x1920)", "",
-             table(["mode", "tiling", "output MP/s", "seconds", "pure SR seconds (one pass)", "cost vs pure SR"],
+             table(["mode", "tiling", "output MP/s", "seconds", "one-pass SR seconds", "cost vs one pass"],
                    tiled_rows(color, sr, device, seconds))]
     report = "\n".join(parts) + "\n"
     print(report)
