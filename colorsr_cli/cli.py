@@ -24,8 +24,11 @@ from rich.table import Table
 from colorsr_cli import __version__, cli_eval, cli_train
 from colorsr_cli.cli_common import (
     COLOR_SIZE_OPTION,
+    COLOR_WEIGHTS_OPTION,
     DEVICE_OPTION,
+    PRECISION_OPTION,
     SATURATION_OPTION,
+    SR_WEIGHTS_OPTION,
     TILE_OPTION,
     TILE_PAD_OPTION,
     Ext,
@@ -73,16 +76,15 @@ def restore(
                                    "(default: skip them, so a rerun resumes)."),
     weights: list[str] = typer.Option([], "--weights", "-w", help="A weight file or manifest name; "
                                       "its task (colour or SR) decides which model it replaces."),
-    color_weights: str | None = typer.Option(None, "--color-weights", help="Colouriser weights."),
-    sr_weights: str | None = typer.Option(None, "--sr-weights", help="Super-resolution weights."),
+    color_weights: str | None = COLOR_WEIGHTS_OPTION,
+    sr_weights: str | None = SR_WEIGHTS_OPTION,
     batch_size: int = typer.Option(16, "--batch-size", "-b", min=1, help="Tiles/images per forward pass."),
     tile: int = TILE_OPTION,
     tile_pad: int = TILE_PAD_OPTION,
     color_size: int = COLOR_SIZE_OPTION,
     saturation: float = SATURATION_OPTION,
     device: str = DEVICE_OPTION,
-    precision: Precision = typer.Option(Precision.fp32, "--precision", help="Compute precision "
-                                        "(fp16/bf16 autocast; fp16 needs a GPU)."),
+    precision: Precision = PRECISION_OPTION,
     max_pixels: int = typer.Option(100_000_000, "--max-pixels", help="Refuse larger images "
                                    "(decompression-bomb guard)."),
     as_json: bool = typer.Option(False, "--json", help="Print a machine-readable summary on stdout."),
@@ -198,8 +200,8 @@ def video(
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing output."),
     weights: list[str] = typer.Option([], "--weights", "-w", help="A weight file or manifest name; "
                                       "its task (colour or SR) decides which model it replaces."),
-    color_weights: str | None = typer.Option(None, "--color-weights", help="Colouriser weights."),
-    sr_weights: str | None = typer.Option(None, "--sr-weights", help="Super-resolution weights."),
+    color_weights: str | None = COLOR_WEIGHTS_OPTION,
+    sr_weights: str | None = SR_WEIGHTS_OPTION,
     batch_size: int = typer.Option(8, "--batch-size", "-b", min=1, help="Frames per batch (and tiles "
                                    "per forward pass)."),
     tile: int = TILE_OPTION,
@@ -207,8 +209,7 @@ def video(
     color_size: int = COLOR_SIZE_OPTION,
     saturation: float = SATURATION_OPTION,
     device: str = DEVICE_OPTION,
-    precision: Precision = typer.Option(Precision.fp32, "--precision", help="Compute precision "
-                                        "(fp16/bf16 autocast; fp16 needs a GPU)."),
+    precision: Precision = PRECISION_OPTION,
     codec: str = typer.Option("libx264", "--codec", help="ffmpeg video encoder (e.g. libx264, libx265)."),
     crf: int = typer.Option(18, "--crf", min=0, max=63, help="Constant rate factor: lower is better "
                             "quality and bigger files (18: visually lossless for x264)."),

@@ -27,6 +27,8 @@ COLOR_SIZE_OPTION = typer.Option(128, "--color-size", min=16,
 SATURATION_OPTION = typer.Option(1.0, "--saturation", min=0.0, help="Gain on the predicted colour "
                                  "(chroma): below 1 tones colours down, above 1 makes them bolder.")
 DEVICE_OPTION = typer.Option("auto", "--device", "-d", help="auto, cpu, cuda, cuda:N or mps.")
+COLOR_WEIGHTS_OPTION = typer.Option(None, "--color-weights", help="Colouriser weights (file or name).")
+SR_WEIGHTS_OPTION = typer.Option(None, "--sr-weights", help="Super-resolution weights (file or name).")
 
 
 class Ext(str, Enum):
@@ -39,6 +41,10 @@ class Precision(str, Enum):
     fp32 = "fp32"
     fp16 = "fp16"
     bf16 = "bf16"
+
+
+PRECISION_OPTION = typer.Option(Precision.fp32, "--precision", help="Compute precision "
+                                "(fp16/bf16 autocast; fp16 needs a GPU).")
 
 
 def fail(message: str, code: int = 2) -> typer.Exit:

@@ -17,6 +17,8 @@ import torch
 import torch.distributed as dist
 from torch.utils.data import DataLoader, Dataset, DistributedSampler
 
+from colorsr_cli.distributed import Shard as Dist
+from colorsr_cli.distributed import current_shard
 from colorsr_cli.errors import DataError, ImageReadError
 from colorsr_cli.io import find_images, read_image
 from colorsr_cli.weightfile import atomic_torch_save, safe_torch_load
@@ -116,25 +118,12 @@ class EpochView(Dataset):
         return self.sample_fn(i, np.random.default_rng([self.seed, self.epoch, i]))
 
 
-@dataclass(frozen=True)
-class Dist:
-    rank: int = 0
-    world: int = 1
-    local_rank: int = 0
-
-    @property
-    def main(self) -> bool:
-        return self.rank == 0
-
-
 def setup_distributed(device: torch.device) -> Dist:
     """Join the process group when launched by torchrun (WORLD_SIZE > 1); else one process."""
-    world = int(os.environ.get("WORLD_SIZE", "1"))
-    if world <= 1:
-        return Dist()
-    if not dist.is_initialized():
+    shard = current_shard()
+    if shard.world > 1 and not dist.is_initialized():
         dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
-    return Dist(dist.get_rank(), dist.get_world_size(), int(os.environ.get("LOCAL_RANK", "0")))
+    return shard
 
 
 def epoch_batches(train_idx: list[int], sample_fn: Callable, seed: int, epoch: int,
