@@ -185,3 +185,13 @@ def test_export_with_chroma_gain_is_carried_by_the_file(tiny_weights, tmp_path):
     x = torch.rand(1, 1, 32, 32) * 2 - 1
     with torch.no_grad():
         assert torch.allclose(loaded(x), model(x) * 0.5, atol=1e-6)
+
+
+def test_resume_with_a_new_learning_rate_uses_it(data_dir, tmp_path):
+    common = dict(data=str(data_dir), out=str(tmp_path / "r"), width=8, disc_width=8, batch_size=4,
+                  device="cpu", threads=1)
+    train_color(ColorRecipe(max_steps=2, **common))
+    train_color(ColorRecipe(max_steps=3, lr=1e-5, **common), resume=True)
+    ckpt = torch.load(tmp_path / "r" / "last.pt", weights_only=True)
+    assert ckpt["step"] == 3
+    assert all(g["lr"] == 1e-5 for g in ckpt["opt_g"]["param_groups"] + ckpt["opt_d"]["param_groups"])

@@ -145,6 +145,9 @@ def train_color(recipe: ColorRecipe, resume: bool = False, reporter: Reporter | 
         opt_g.load_state_dict(ckpt["opt_g"])
         opt_d.load_state_dict(ckpt["opt_d"])
         step, best_val = int(ckpt["step"]), float(ckpt["best_val"])
+        for opt in (opt_g, opt_d):  # the recipe's learning rate wins (e.g. a low-lr fine-tune)
+            for group in opt.param_groups:
+                group["lr"] = recipe.lr
         reporter.on_event(f"resumed from step {step}")
     else:
         run.write_recipe(recipe)
