@@ -126,7 +126,8 @@ def _score_chunk(report: EvalReport, chunk: list[ImageJob], truth: torch.Tensor,
                                | {m: scores[m][k] for m in metrics})
     ranking = METRICS["ssim"](outputs["full"], truth).tolist()
     for k, score in enumerate(ranking):
-        cells = [bicubic_nearest(inputs[k])] + [outputs[n][k] for n in methods] + [truth[k]]
+        # clone: a view would keep the whole batch of every method alive for the contact sheet
+        cells = [bicubic_nearest(inputs[k])] + [outputs[n][k].clone() for n in methods] + [truth[k].clone()]
         report.sheet_rows.append((score, str(chunk[k].relative), cells))
     _keep_extremes(report)
 
