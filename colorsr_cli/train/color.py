@@ -29,9 +29,9 @@ from colorsr_cli.train.common import (
     Schedule,
     area_resize,
     critic_backward,
-    load_checkpoint,
     make_grid,
     random_flip,
+    resume_training_state,
     run_loop,
     seed_everything,
     setup_distributed,
@@ -139,15 +139,8 @@ def train_color(recipe: ColorRecipe, resume: bool = False, reporter: Reporter | 
     opt_d = torch.optim.Adam(D.parameters(), recipe.lr, betas=(recipe.beta1, recipe.beta2))
     step, best_val = 0, float("inf")
     if resume:
-        ckpt = load_checkpoint(Path(recipe.out) / "last.pt")
-        G.load_state_dict(ckpt["G"])
-        D.load_state_dict(ckpt["D"])
-        opt_g.load_state_dict(ckpt["opt_g"])
-        opt_d.load_state_dict(ckpt["opt_d"])
-        step, best_val = int(ckpt["step"]), float(ckpt["best_val"])
-        for opt in (opt_g, opt_d):  # the recipe's learning rate wins (e.g. a low-lr fine-tune)
-            for group in opt.param_groups:
-                group["lr"] = recipe.lr
+        step, best_val = resume_training_state(Path(recipe.out) / "last.pt", recipe.lr,
+                                               G=G, D=D, opt_g=opt_g, opt_d=opt_d)
         reporter.on_event(f"resumed from step {step}")
     else:
         run.write_recipe(recipe)

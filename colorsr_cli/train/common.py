@@ -174,6 +174,18 @@ def load_checkpoint(path: Path) -> dict[str, Any]:
     return safe_torch_load(path)
 
 
+def resume_training_state(path: Path, lr: float, **parts: Any) -> tuple[int, float]:
+    """Load the named models / optimizers (G, D, opt_g, opt_d) from a checkpoint; returns
+    (step, best_val). The recipe's learning rate replaces the one saved in the optimizers, so
+    a resumed run can be a low-lr fine-tune; with an unchanged recipe nothing differs."""
+    ckpt = load_checkpoint(path)
+    for key, obj in parts.items():
+        obj.load_state_dict(ckpt[key])
+        for group in getattr(obj, "param_groups", []):
+            group["lr"] = lr
+    return int(ckpt["step"]), float(ckpt["best_val"])
+
+
 def unwrap(model: torch.nn.Module) -> torch.nn.Module:
     return model.module if hasattr(model, "module") else model
 

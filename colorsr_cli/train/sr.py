@@ -30,8 +30,8 @@ from colorsr_cli.train.common import (
     Schedule,
     area_resize,
     critic_backward,
-    load_checkpoint,
     make_grid,
+    resume_training_state,
     run_loop,
     seed_everything,
     setup_distributed,
@@ -161,10 +161,8 @@ def train_sr(recipe: SRRecipe, resume: bool = False, reporter: Reporter | None =
     opt_d = torch.optim.Adam(D.parameters(), recipe.lr, betas=(recipe.beta1, recipe.beta2))
     step, best_val = 0, float("inf")
     if resume:
-        ckpt = load_checkpoint(Path(recipe.out) / "last.pt")
-        for obj, key in ((G, "G"), (D, "D"), (opt_g, "opt_g"), (opt_d, "opt_d")):
-            obj.load_state_dict(ckpt[key])
-        step, best_val = int(ckpt["step"]), float(ckpt["best_val"])
+        step, best_val = resume_training_state(Path(recipe.out) / "last.pt", recipe.lr,
+                                               G=G, D=D, opt_g=opt_g, opt_d=opt_d)
         reporter.on_event(f"resumed from step {step}")
     else:
         run.write_recipe(recipe)
