@@ -63,6 +63,12 @@ def train_color_cmd(
     size: int = typer.Option(64, "--size", help="Training resolution."),
     disc_sigmoid: bool = typer.Option(True, "--disc-sigmoid/--lsgan", help="Seed's sigmoid+MSE "
                                       "discriminator, or least-squares GAN (raw score, no saturation)."),
+    adv_weight: float = typer.Option(1.0, "--adv-weight", help="Weight of the adversarial term."),
+    pretrain_steps: int = typer.Option(0, "--pretrain-steps", help="L1-only steps before the GAN phase."),
+    ema: float = typer.Option(0.0, "--ema", help="EMA decay of the generator's weights (e.g. 0.999); "
+                              "the average is validated and exported. 0 = off."),
+    lr_decay_start: float = typer.Option(1.0, "--lr-decay-start", help="Fraction of the run after which "
+                                         "the lr decays linearly to 0 (pix2pix: 0.5). 1 = constant."),
     val_every: int | None = typer.Option(None, "--val-every", help="Steps [default: each epoch]."),
     seed: int = typer.Option(0, "--seed"), device: str = typer.Option("auto", "--device"),
     amp: bool = typer.Option(True, "--amp/--no-amp", help="bf16 mixed precision on CUDA."),
@@ -78,7 +84,8 @@ def train_color_cmd(
     recipe = ColorRecipe(data=str(data), out=str(out_dir), val=str(val) if val else None, size=size,
                          epochs=epochs, max_steps=max_steps, batch_size=batch_size, lr=lr,
                          l1_weight=l1_weight, width=width, depth=depth, disc_sigmoid=disc_sigmoid,
-                         val_every=val_every, seed=seed,
+                         adv_weight=adv_weight, pretrain_steps=pretrain_steps, ema=ema,
+                         lr_decay_start=lr_decay_start, val_every=val_every, seed=seed,
                          device=device, amp=amp, workers=workers, threads=threads)
     run = _run(train_color, recipe, resume)
     if os.environ.get("RANK", "0") == "0":

@@ -26,8 +26,10 @@ def generator_from_checkpoint(run_dir: Path, checkpoint: Path) -> tuple[nn.Modul
         model = build_model("srgan_generator", {
             k: recipe[k] for k in ("channels", "blocks", "head_kernel", "tail_kernel", "scale", "global_skip")
             if k in recipe})
-    model.load_state_dict(state["G"])
-    return model.eval(), {"step": int(state["step"]), "checkpoint": Path(checkpoint).name}
+    key = "G_ema" if "G_ema" in state else "G"  # a run with --ema exports its averaged generator
+    model.load_state_dict(state[key])
+    return model.eval(), {"step": int(state["step"]), "checkpoint": Path(checkpoint).name,
+                          "weights": key}
 
 
 def with_chroma_gain(model: nn.Module, gain: float) -> nn.Module:

@@ -195,3 +195,59 @@ def test_resume_with_a_new_learning_rate_uses_it(data_dir, tmp_path):
     ckpt = torch.load(tmp_path / "r" / "last.pt", weights_only=True)
     assert ckpt["step"] == 3
     assert all(g["lr"] == 1e-5 for g in ckpt["opt_g"]["param_groups"] + ckpt["opt_d"]["param_groups"])
+
+
+def test_color_pretrain_ema_and_lr_decay_resume_bit_for_bit(data_dir, tmp_path):
+    common = dict(data=str(data_dir), width=8, disc_width=8, batch_size=4, val_every=3,
+                  checkpoint_every=2, log_every=1, device="cpu", threads=1, pretrain_steps=3,
+                  ema=0.9, lr_decay_start=0.5, disc_sigmoid=False)
+    from colorsr_cli.train.common import Reporter
+
+    def kill_at_5(step, total, metrics):
+        if step == 5:
+            raise KeyboardInterrupt  # as Ctrl-C: the last checkpoint is step 4's
+
+    train_color(ColorRecipe(out=str(tmp_path / "a"), max_steps=8, **common))
+    with pytest.raises(KeyboardInterrupt):
+        train_color(ColorRecipe(out=str(tmp_path / "b"), max_steps=8, **common), reporter=Reporter(kill_at_5))
+    assert torch.load(tmp_path / "b" / "last.pt", weights_only=True)["step"] == 4
+    train_color(ColorRecipe(out=str(tmp_path / "b"), max_steps=8, **common), resume=True)
+    a = torch.load(tmp_path / "a" / "last.pt", weights_only=True)
+    b = torch.load(tmp_path / "b" / "last.pt", weights_only=True)
+    assert a["step"] == b["step"] == 8
+    for key in ("G", "D", "G_ema"):
+        assert _states_equal(a[key], b[key]), key
+    # The average differs from the live generator, and the export takes the average.
+    assert not _states_equal(a["G"], a["G_ema"])
+    entry = export_run(tmp_path / "a", tmp_path / "e.pt", "e", half=False,
+                       checkpoint=tmp_path / "a" / "last.pt")
+    model, meta = load_weight_file(tmp_path / "e.pt")
+    assert meta["weights"] == "G_ema" and entry["task"] == "color"
+    assert all(torch.equal(v, model.state_dict()[k]) for k, v in a["G_ema"].items())
+    # The learning rate reached the last step of the linear decay: lr * 1 / 4 (steps 4..7 decay).
+    assert all(abs(g["lr"] - 2e-4 / 4) < 1e-12 for g in a["opt_g"]["param_groups"])
+
+
+def test_pretrain_phase_leaves_the_discriminator_alone(data_dir, tmp_path):
+    run = tmp_path / "p"
+    train_color(ColorRecipe(data=str(data_dir), out=str(run), width=8, disc_width=8, batch_size=4,
+                            max_steps=2, pretrain_steps=2, device="cpu", threads=1))
+    ckpt = torch.load(run / "last.pt", weights_only=True)
+    assert ckpt["opt_d"]["state"] == {}  # D's optimizer never stepped
+    assert ckpt["opt_g"]["state"]  # G's did
+
+
+def test_scheduled_lr_and_ema_update():
+    from colorsr_cli.train.color import scheduled_lr, update_ema
+
+    recipe = ColorRecipe(data="", out="", lr=1.0, lr_decay_start=0.5)
+    assert [scheduled_lr(recipe, s, 10) for s in (0, 4, 5, 6, 9)] == [1.0, 1.0, 1.0, 0.8, 0.2]
+    assert scheduled_lr(ColorRecipe(data="", out="", lr=1.0), 9, 10) == 1.0
+    avg, live = torch.nn.BatchNorm2d(2), torch.nn.BatchNorm2d(2)
+    with torch.no_grad():
+        avg.weight.fill_(1.0)
+        live.weight.fill_(3.0)
+        live.running_mean.fill_(7.0)
+    update_ema(avg, live, 0.75)
+    assert torch.allclose(avg.weight, torch.full((2,), 1.5))  # 0.75 * 1 + 0.25 * 3
+    assert torch.equal(avg.running_mean, live.running_mean)  # buffers are copied

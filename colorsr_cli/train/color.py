@@ -8,6 +8,7 @@ resume on exactly the same schedule."""
 
 from __future__ import annotations
 
+import copy
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -63,6 +64,16 @@ class ColorRecipe:
     # generator's adversarial gradient vanishes. False = least-squares GAN (Mao et al. 2017):
     # the same MSE on D's raw score, whose gradient does not vanish.
     disc_sigmoid: bool = True
+    adv_weight: float = 1.0  # weight of the adversarial term (the seed: 1)
+    # Beyond the seed. L1-only steps before the adversarial phase (as DeOldify's "NoGAN"): the
+    # GAN then starts from a generator that already predicts plausible colours.
+    pretrain_steps: int = 0
+    # Exponential moving average of the generator's weights (0 = off). GAN generators oscillate
+    # from step to step; the average is what is validated and exported (Karras et al. 2018).
+    ema: float = 0.0
+    # Fraction of the run after which the learning rate decays linearly to zero, as pix2pix's
+    # own schedule (n_epochs + n_epochs_decay); 1.0 = constant, the seed's choice.
+    lr_decay_start: float = 1.0
     val_fraction: float = 0.02
     val_every: int | None = None  # steps; None = once per epoch
     checkpoint_every: int = 500
@@ -137,10 +148,13 @@ def train_color(recipe: ColorRecipe, resume: bool = False, reporter: Reporter | 
                                                     recipe.disc_sigmoid)).to(device)
     opt_g = torch.optim.Adam(G.parameters(), recipe.lr, betas=(recipe.beta1, recipe.beta2))
     opt_d = torch.optim.Adam(D.parameters(), recipe.lr, betas=(recipe.beta1, recipe.beta2))
+    G_ema = copy.deepcopy(G).requires_grad_(False) if recipe.ema > 0 else None
     step, best_val = 0, float("inf")
     if resume:
-        step, best_val = resume_training_state(Path(recipe.out) / "last.pt", recipe.lr,
-                                               G=G, D=D, opt_g=opt_g, opt_d=opt_d)
+        parts = {"G": G, "D": D, "opt_g": opt_g, "opt_d": opt_d}
+        if G_ema is not None:
+            parts["G_ema"] = G_ema
+        step, best_val = resume_training_state(Path(recipe.out) / "last.pt", recipe.lr, **parts)
         reporter.on_event(f"resumed from step {step}")
     else:
         run.write_recipe(recipe)
@@ -153,28 +167,71 @@ def train_color(recipe: ColorRecipe, resume: bool = False, reporter: Reporter | 
         return photo_to_sample(photos.load(i), recipe.size, rng)
 
     def step_fn(rgb: torch.Tensor, step: int) -> dict[str, float]:
-        return pix2pix_step(G, D, opt_g, opt_d, rgb.to(device, non_blocking=True),
-                            recipe.l1_weight, amp)
+        lr = scheduled_lr(recipe, step, total)
+        for opt in (opt_g, opt_d):
+            for group in opt.param_groups:
+                group["lr"] = lr
+        rgb = rgb.to(device, non_blocking=True)
+        if step < recipe.pretrain_steps:
+            losses = l1_step(G, opt_g, rgb, amp)
+        else:
+            losses = pix2pix_step(G, D, opt_g, opt_d, rgb, recipe.l1_weight, amp, recipe.adv_weight)
+        if G_ema is not None:
+            update_ema(G_ema, unwrap(G), recipe.ema)
+        return losses
+
+    judged = G_ema if G_ema is not None else G  # the generator that is validated and kept
 
     def save_best(step: int, val: float) -> None:
-        save_weight_file(unwrap(G), Path(recipe.out) / "best.pt",
-                         meta={"recipe": "pix2pix", "step": step, "val_l1": val})
+        save_weight_file(unwrap(judged), Path(recipe.out) / "best.pt",
+                         meta={"recipe": "pix2pix", "step": step, "val_l1": val,
+                               "ema": recipe.ema})
 
     def state() -> dict:
-        return {"G": unwrap(G).state_dict(), "D": unwrap(D).state_dict(),
-                "opt_g": opt_g.state_dict(), "opt_d": opt_d.state_dict()}
+        parts = {"G": unwrap(G).state_dict(), "D": unwrap(D).state_dict(),
+                 "opt_g": opt_g.state_dict(), "opt_d": opt_d.state_dict()}
+        return parts | ({"G_ema": G_ema.state_dict()} if G_ema is not None else {})
 
     schedule = Schedule(Path(recipe.out), recipe.seed, recipe.batch_size, total, steps_per_epoch,
                         recipe.val_every or steps_per_epoch, recipe.checkpoint_every,
                         recipe.log_every, recipe.workers)
     run_loop(schedule, ddp, run, reporter, train_idx, sample, step_fn,
-             lambda step: validate(G, val_batch, device, recipe.batch_size * 4, run, step),
+             lambda step: validate(judged, val_batch, device, recipe.batch_size * 4, run, step),
              save_best, state, step, best_val)
     return Path(recipe.out)
 
 
-def pix2pix_step(G, D, opt_g, opt_d, rgb: torch.Tensor, l1_weight: float, amp: bool
-                 ) -> dict[str, float]:
+def scheduled_lr(recipe: ColorRecipe, step: int, total: int) -> float:
+    """The recipe's lr, decayed linearly to zero over the steps after lr_decay_start * total."""
+    start = int(recipe.lr_decay_start * total)
+    if step < start or total <= start:
+        return recipe.lr
+    return recipe.lr * (total - step) / (total - start)
+
+
+@torch.no_grad()
+def update_ema(avg: torch.nn.Module, model: torch.nn.Module, decay: float) -> None:
+    """avg <- decay * avg + (1 - decay) * model for parameters; buffers (BatchNorm running
+    statistics) are copied, since averaging them would describe no real network."""
+    for a, p in zip(avg.parameters(), model.parameters()):
+        a.lerp_(p.detach(), 1.0 - decay)
+    for a, b in zip(avg.buffers(), model.buffers()):
+        a.copy_(b)
+
+
+def l1_step(G, opt_g, rgb: torch.Tensor, amp: bool) -> dict[str, float]:
+    """One L1-only generator update (the pre-training phase)."""
+    with torch.autocast(rgb.device.type, torch.bfloat16, enabled=amp):
+        L, ab = split_lab(rgb.float())
+        l1 = F.l1_loss(G(L).float(), ab)
+    opt_g.zero_grad(set_to_none=True)
+    l1.backward()
+    opt_g.step()
+    return {"l1": l1.item()}
+
+
+def pix2pix_step(G, D, opt_g, opt_d, rgb: torch.Tensor, l1_weight: float, amp: bool,
+                 adv_weight: float = 1.0) -> dict[str, float]:
     """One D update then one G update on an RGB batch; returns the losses."""
     with torch.autocast(rgb.device.type, torch.bfloat16, enabled=amp):
         L, ab = split_lab(rgb.float())
@@ -192,7 +249,7 @@ def pix2pix_step(G, D, opt_g, opt_d, rgb: torch.Tensor, l1_weight: float, amp: b
         p_gen = critic(fake).float()
         adv = F.mse_loss(p_gen, torch.ones_like(p_gen))
         l1 = F.l1_loss(fake_ab.float(), ab)
-        loss_g = adv + l1_weight * l1
+        loss_g = adv_weight * adv + l1_weight * l1
     opt_g.zero_grad(set_to_none=True)
     loss_g.backward()
     opt_g.step()
