@@ -59,8 +59,12 @@ def download_progress() -> Progress:
 
 def load_models(weights: list[str], color_weights: str | None, sr_weights: str | None,
                  need_color: bool, need_sr: bool):
-    """Resolve --weights / --color-weights / --sr-weights (defaults from the manifest)."""
+    """Resolve --weights / --color-weights / --sr-weights (defaults from the manifest). Every
+    inference command comes through here, so this is also where the allocator is tuned."""
+    from colorsr_cli.devices import tune_cpu_allocator
     from colorsr_cli.weights import load_model, task_of
+
+    tune_cpu_allocator()
 
     chosen: dict[str, str | None] = {"color": color_weights, "sr": sr_weights}
     for item in weights:

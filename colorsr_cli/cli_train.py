@@ -106,6 +106,11 @@ def train_sr_cmd(
     adv_weight: float = typer.Option(1e-3, "--adv-weight"),
     pixel_weight: float = typer.Option(0.0, "--pixel-weight", help="L1 term in the GAN phase."),
     channels: int = typer.Option(64, "--channels"), blocks: int = typer.Option(16, "--blocks"),
+    head_kernel: int = typer.Option(9, "--head-kernel"), tail_kernel: int = typer.Option(9, "--tail-kernel"),
+    global_skip: bool = typer.Option(False, "--global-skip/--no-global-skip", help="Predict detail on "
+                                     "top of a bicubic upscale (converges far faster)."),
+    upsampler: str = typer.Option("stages", "--upsampler", help="stages (the seed's) or lowres "
+                                  "(ESPCN-style tail on the input grid: the fast model)."),
     disc_width: int = typer.Option(64, "--disc-width"),
     val_every: int | None = typer.Option(None, "--val-every"), seed: int = typer.Option(0, "--seed"),
     device: str = typer.Option("auto", "--device"), amp: bool = typer.Option(True, "--amp/--no-amp"),
@@ -120,7 +125,9 @@ def train_sr_cmd(
     recipe = SRRecipe(data=str(data), out=str(out_dir), val=str(val) if val else None, hr_size=hr_size,
                       epochs=epochs, max_steps=max_steps, pretrain_steps=pretrain_steps,
                       batch_size=batch_size, lr=lr, perceptual=perceptual, adv_weight=adv_weight,
-                      pixel_weight=pixel_weight, channels=channels, blocks=blocks, disc_width=disc_width,
+                      pixel_weight=pixel_weight, channels=channels, blocks=blocks, head_kernel=head_kernel,
+                      tail_kernel=tail_kernel, global_skip=global_skip, upsampler=upsampler,
+                      disc_width=disc_width,
                       val_every=val_every, seed=seed, device=device, amp=amp, workers=workers,
                       threads=threads)
     run = _run(train_sr, recipe, resume)

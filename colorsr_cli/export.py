@@ -24,7 +24,8 @@ def generator_from_checkpoint(run_dir: Path, checkpoint: Path) -> tuple[nn.Modul
         model = build_model("colorizer_unet", {"width": recipe["width"], "depth": recipe["depth"]})
     else:
         model = build_model("srgan_generator", {
-            k: recipe[k] for k in ("channels", "blocks", "head_kernel", "tail_kernel", "scale", "global_skip")
+            k: recipe[k] for k in ("channels", "blocks", "head_kernel", "tail_kernel", "scale", "global_skip",
+                      "upsampler")
             if k in recipe})
     key = "G_ema" if "G_ema" in state else "G"  # a run with --ema exports its averaged generator
     model.load_state_dict(state[key])

@@ -5,7 +5,7 @@ import torch
 import torch.nn.functional as F
 
 from colorsr_cli.errors import WeightsError
-from colorsr_cli.models import ARCHITECTURES, build_model
+from colorsr_cli.models import ARCHITECTURES, SRConfig, SRGenerator, build_model
 from colorsr_cli.weightfile import load_weight_file, save_weight_file
 
 
@@ -102,3 +102,66 @@ def test_fused_batchnorm_gives_the_same_outputs(arch, config, shape):
     x = torch.rand(shape)
     with torch.no_grad():
         assert torch.allclose(model(x), fused(x), atol=1e-5)
+
+
+@pytest.mark.parametrize("kernel", [1, 3, 5, 7, 9])
+def test_fold_subpixel_tail_is_the_same_function(kernel):
+    from colorsr_cli.models.blocks import PixelShuffleUp, fold_subpixel_tail
+
+    torch.manual_seed(kernel)
+    up, tail = PixelShuffleUp(6), torch.nn.Conv2d(6, 3, kernel, 1, kernel // 2)
+    with torch.no_grad():
+        up.act.weight.uniform_(-0.5, 0.5)  # distinct per-channel slopes: the PReLU move is exercised
+    x = torch.randn(2, 6, 9, 7)
+    folded = fold_subpixel_tail(up, tail)
+    with torch.no_grad():
+        assert torch.allclose(folded(x), tail(up(x)), atol=1e-5)
+    assert folded.tail.kernel_size[0] == 2 * ((kernel // 2 + 1) // 2) + 1
+
+
+@pytest.mark.parametrize("scale", [2, 4, 8])
+def test_inference_form_of_the_sr_generator_matches(scale):
+    import copy
+
+    from colorsr_cli.models.blocks import fuse_batchnorm
+    from colorsr_cli.models.srgan import fold_tail_for_inference
+
+    torch.manual_seed(scale)
+    model = SRGenerator(SRConfig(channels=8, blocks=2, scale=scale, global_skip=True)).eval()
+    for m in model.modules():  # non-trivial BN statistics, so the BN fold is exercised too
+        if isinstance(m, torch.nn.BatchNorm2d):
+            m.running_mean.uniform_(-0.2, 0.2)
+            m.running_var.uniform_(0.5, 2.0)
+    fast = fold_tail_for_inference(fuse_batchnorm(copy.deepcopy(model)))
+    fast = fast.to(memory_format=torch.channels_last)
+    assert isinstance(fast.tail, torch.nn.Identity)
+    x = torch.rand(2, 3, 12, 10)
+    with torch.no_grad():
+        assert torch.allclose(fast(x.contiguous(memory_format=torch.channels_last)), model(x), atol=1e-5)
+
+
+def test_lowres_upsampler_shapes_and_cost():
+    from torch.utils.flop_counter import FlopCounterMode
+
+    fast = SRGenerator(SRConfig(channels=32, blocks=6, head_kernel=3, tail_kernel=3, global_skip=True,
+                                upsampler="lowres")).eval()
+    default = SRGenerator(SRConfig(channels=32, blocks=8, global_skip=True)).eval()
+    x = torch.rand(1, 3, 16, 24)
+    flops = []
+    for model in (fast, default):
+        with FlopCounterMode(display=False) as counter, torch.no_grad():
+            assert model(x).shape == (1, 3, 64, 96)
+        flops.append(counter.get_total_flops())
+    assert flops[0] < flops[1] / 3
+    with pytest.raises(ValueError, match="upsampler"):
+        SRGenerator(SRConfig(upsampler="nearest"))
+
+
+def test_cpu_allocator_tuning_is_idempotent(monkeypatch):
+    from colorsr_cli import devices
+
+    first = devices.tune_cpu_allocator()
+    assert devices.tune_cpu_allocator() == first
+    monkeypatch.setattr(devices, "_ALLOCATOR_TUNED", False)
+    monkeypatch.setenv("COLORSR_NO_MALLOC_TUNING", "1")
+    assert devices.tune_cpu_allocator() is False

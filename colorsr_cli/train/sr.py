@@ -67,6 +67,7 @@ class SRRecipe:
     head_kernel: int = 9
     tail_kernel: int = 9
     global_skip: bool = False
+    upsampler: str = "stages"  # or "lowres" (ESPCN-style tail: the fast model)
     disc_width: int = 64
     vgg_weights: str = "vgg19-imagenet"
     val_fraction: float = 0.05
@@ -154,7 +155,8 @@ def train_sr(recipe: SRRecipe, resume: bool = False, reporter: Reporter | None =
         total = min(total, recipe.max_steps)
 
     G = SRGenerator(SRConfig(recipe.channels, recipe.blocks, recipe.head_kernel,
-                             recipe.tail_kernel, recipe.scale, recipe.global_skip)).to(device)
+                             recipe.tail_kernel, recipe.scale, recipe.global_skip,
+                             recipe.upsampler)).to(device)
     D = SRDiscriminator(SRDiscriminatorConfig(recipe.disc_width)).to(device)
     perceptual = Perceptual(recipe.perceptual, D, recipe.vgg_weights).to(device)
     opt_g = torch.optim.Adam(G.parameters(), recipe.lr, betas=(recipe.beta1, recipe.beta2))
