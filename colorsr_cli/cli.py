@@ -23,6 +23,7 @@ from rich.table import Table
 
 from colorsr_cli import __version__, cli_eval, cli_train
 from colorsr_cli.cli_common import (
+    BATCH_OPTION,
     COLOR_SIZE_OPTION,
     COLOR_WEIGHTS_OPTION,
     DEVICE_OPTION,
@@ -34,6 +35,7 @@ from colorsr_cli.cli_common import (
     Ext,
     Precision,
     console,
+    device_options,
     download_progress,
     fail,
     load_models,
@@ -78,8 +80,8 @@ def restore(
                                       "its task (colour or SR) decides which model it replaces."),
     color_weights: str | None = COLOR_WEIGHTS_OPTION,
     sr_weights: str | None = SR_WEIGHTS_OPTION,
-    batch_size: int = typer.Option(16, "--batch-size", "-b", min=1, help="Tiles/images per forward pass."),
-    tile: int = TILE_OPTION,
+    batch_size: int | None = BATCH_OPTION,
+    tile: int | None = TILE_OPTION,
     tile_pad: int = TILE_PAD_OPTION,
     color_size: int = COLOR_SIZE_OPTION,
     saturation: float = SATURATION_OPTION,
@@ -94,7 +96,7 @@ def restore(
 
     Example: [bold]colorsr restore ./album --out ./restored[/]"""
     from colorsr_cli.batch import OutputPlan
-    from colorsr_cli.devices import resolve_device, resolve_precision
+    from colorsr_cli.devices import resolve_device
     from colorsr_cli.distributed import current_shard, gather_to_main, take_shard
     from colorsr_cli.io import find_images
     from colorsr_cli.pipeline import RestoreOptions, Restorer
@@ -107,9 +109,8 @@ def restore(
     shard = current_shard()  # under torchrun: this rank's share of the inputs and its device
     try:
         dev = resolve_device(device, shard.local_rank)
-        options = RestoreOptions(mode=mode, scale=scale, tile=tile, tile_pad=tile_pad,
-                                 batch_size=batch_size, color_size=color_size, saturation=saturation,
-                                 dtype=resolve_precision(precision.value, dev))
+        options = RestoreOptions(mode=mode, scale=scale, tile_pad=tile_pad, color_size=color_size,
+                                 saturation=saturation, **device_options(dev, tile, batch_size, precision))
         color, sr = load_models(weights, color_weights, sr_weights,
                                  need_color=mode != "sr-only", need_sr=mode != "color-only")
         restorer = Restorer(color, sr, options, dev)
@@ -204,7 +205,7 @@ def video(
     sr_weights: str | None = SR_WEIGHTS_OPTION,
     batch_size: int = typer.Option(8, "--batch-size", "-b", min=1, help="Frames per batch (and tiles "
                                    "per forward pass)."),
-    tile: int = TILE_OPTION,
+    tile: int | None = TILE_OPTION,
     tile_pad: int = TILE_PAD_OPTION,
     color_size: int = COLOR_SIZE_OPTION,
     saturation: float = SATURATION_OPTION,
@@ -221,7 +222,7 @@ def video(
     """Restore a film: colourise and upscale every frame, keep its sound.
 
     Example: [bold]colorsr video old_film.mp4 --out restored.mp4[/]"""
-    from colorsr_cli.devices import resolve_device, resolve_precision
+    from colorsr_cli.devices import resolve_device
     from colorsr_cli.pipeline import RestoreOptions, Restorer
     from colorsr_cli.video import (
         VideoOptions,
@@ -246,10 +247,10 @@ def video(
         raise fail(str(exc), 1) from None
     try:
         dev = resolve_device(device)
-        options = RestoreOptions(mode="color-only" if color_only else "full", scale=scale, tile=tile,
-                                 tile_pad=tile_pad, batch_size=batch_size, color_size=color_size,
+        options = RestoreOptions(mode="color-only" if color_only else "full", scale=scale,
+                                 tile_pad=tile_pad, color_size=color_size,
                                  saturation=saturation,
-                                 dtype=resolve_precision(precision.value, dev))
+                                 **device_options(dev, tile, batch_size, precision))
         color, sr = load_models(weights, color_weights, sr_weights, need_color=True, need_sr=not color_only)
         restorer = Restorer(color, sr, options, dev)
     except ColorsrError as exc:

@@ -20,7 +20,10 @@ out = Console()
 
 
 # Options shared by the commands that run the pipeline (restore, video).
-TILE_OPTION = typer.Option(128, "--tile", "-t", min=0, help="SR tile size, input pixels (0: no tiles).")
+TILE_OPTION = typer.Option(None, "--tile", "-t", min=0, help="SR tile size, input pixels (0: no tiles) "
+                           "[default: 384 on CPU, 256 on GPU].")
+BATCH_OPTION = typer.Option(None, "--batch-size", "-b", min=1, help="Tiles/images per forward pass "
+                            "[default: 4 on CPU, 16 on GPU].")
 TILE_PAD_OPTION = typer.Option(16, "--tile-pad", min=0, help="Overlap context around each tile.")
 COLOR_SIZE_OPTION = typer.Option(128, "--color-size", min=16,
                                  help="Long side of the colouriser's working resolution.")
@@ -38,13 +41,26 @@ class Ext(str, Enum):
 
 
 class Precision(str, Enum):
+    auto = "auto"
     fp32 = "fp32"
     fp16 = "fp16"
     bf16 = "bf16"
 
 
-PRECISION_OPTION = typer.Option(Precision.fp32, "--precision", help="Compute precision "
-                                "(fp16/bf16 autocast; fp16 needs a GPU).")
+PRECISION_OPTION = typer.Option(Precision.auto, "--precision", help="Compute precision: auto = bf16 "
+                                "on GPUs that have it, else fp32 (fp16/bf16 autocast; fp16 needs a GPU).")
+
+
+def device_options(device, tile: int | None, batch_size: int | None, precision: Precision) -> dict:
+    """RestoreOptions fields that default per device: tile, batch_size, dtype."""
+    from colorsr_cli.devices import resolve_precision
+    from colorsr_cli.pipeline import default_options
+
+    chosen = default_options(device)
+    name = chosen["precision"] if precision is Precision.auto else precision.value
+    return {"tile": chosen["tile"] if tile is None else tile,
+            "batch_size": chosen["batch_size"] if batch_size is None else batch_size,
+            "dtype": resolve_precision(name, device)}
 
 
 def fail(message: str, code: int = 2) -> typer.Exit:

@@ -9,7 +9,7 @@ import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from colorsr_cli.cli_common import Precision, console, fail, load_models, out
+from colorsr_cli.cli_common import Precision, console, device_options, fail, load_models, out
 from colorsr_cli.errors import ColorsrError
 
 
@@ -37,7 +37,7 @@ def eval_cmd(
     """Score the pipeline and baselines on real photos (protocol: 256x256 truth, 64x64 gray input).
 
     Example: [bold]colorsr eval ./photos --all --out report[/]"""
-    from colorsr_cli.devices import resolve_device, resolve_precision
+    from colorsr_cli.devices import resolve_device
     from colorsr_cli.evaluate import (
         METRIC_GROUPS,
         build_methods,
@@ -60,7 +60,8 @@ def eval_cmd(
                       "(no fake numbers are reported)", highlight=False)
     try:
         dev = resolve_device(device)
-        dtype = resolve_precision(precision.value, dev)
+        # Measurements default to fp32 everywhere; auto = the device's restore default.
+        dtype = device_options(dev, None, None, precision)["dtype"]
         color, sr = load_models(weights, None, None, need_color=True, need_sr=True)
 
         def restorer(mode: str, c=color, s=sr) -> Restorer:

@@ -39,6 +39,26 @@ class RestoreOptions:
     dtype: torch.dtype = torch.float32  # compute precision (bf16/fp16 via autocast)
 
 
+# Per-device defaults for the commands (RestoreOptions' own defaults are the portable ones).
+# Chosen by measurement (benchmarks/bench.py, docs/performance.md): on CPU, large tiles keep the
+# overlap overhead low (tile 384 + pad 16 on a 640x480 input costs ~1.1x one whole-image pass,
+# tile 128 ~1.5x) and batches beyond 4 buy nothing; on CUDA, bf16 and batches of 16 tiles.
+DEVICE_DEFAULTS: dict[str, dict] = {
+    "cpu": {"tile": 384, "batch_size": 4, "precision": "fp32"},
+    "cuda": {"tile": 256, "batch_size": 16, "precision": "bf16"},
+    "mps": {"tile": 256, "batch_size": 8, "precision": "fp32"},
+}
+
+
+def default_options(device: torch.device) -> dict:
+    """tile, batch_size and precision name for a device (see DEVICE_DEFAULTS). bf16 falls back
+    to fp32 on GPUs without it (before Ampere)."""
+    chosen = dict(DEVICE_DEFAULTS.get(torch.device(device).type, DEVICE_DEFAULTS["cpu"]))
+    if chosen["precision"] == "bf16" and not (torch.cuda.is_available() and torch.cuda.is_bf16_supported()):
+        chosen["precision"] = "fp32"
+    return chosen
+
+
 class Restorer:
     """Holds the two models and the options; `restore` maps a list of images to outputs.
     In 'full' and 'color-only' modes a colour input is treated as an old photo (only its
@@ -56,8 +76,8 @@ class Restorer:
             raise ValueError(f"mode {options.mode} needs a super-resolution model")
         self.device = torch.device(device)
         self.options = options
-        self.colorizer = _inference_copy(colorizer, self.device) if needs_color else None
-        self.sr = _inference_copy(sr, self.device) if needs_sr else None
+        self.colorizer = inference_copy(colorizer, self.device) if needs_color else None
+        self.sr = inference_copy(sr, self.device) if needs_sr else None
         self.sr_scale = sr.config.scale if needs_sr else 1
 
     def _autocast(self):
@@ -127,7 +147,7 @@ class Restorer:
         return outputs  # type: ignore[return-value]
 
 
-def _inference_copy(model: nn.Module, device: torch.device) -> nn.Module:
+def inference_copy(model: nn.Module, device: torch.device) -> nn.Module:
     """A private eval-mode copy made for speed (the caller's model is left untouched), with the
     same outputs to float rounding: BatchNorm folded into the convolutions, an SR model's last
     upsampling stage and tail conv moved to the low-resolution grid (fold_tail_for_inference),

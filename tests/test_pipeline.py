@@ -105,3 +105,31 @@ def test_saturation_scales_the_predicted_chroma(models):
     inside = (base > 0.02).all(0) & (base < 0.98).all(0)  # away from gamut clipping
     assert torch.allclose(ab_half[:, inside], ab_base[:, inside] * 0.5, atol=0.3)
     assert rgb_to_lab(none)[1:].abs().max() < 0.5
+
+
+def test_device_defaults_and_overrides():
+    from colorsr_cli.cli_common import Precision, device_options
+    from colorsr_cli.pipeline import DEVICE_DEFAULTS, default_options
+
+    cpu = torch.device("cpu")
+    assert device_options(cpu, None, None, Precision.auto) == {
+        "tile": DEVICE_DEFAULTS["cpu"]["tile"], "batch_size": DEVICE_DEFAULTS["cpu"]["batch_size"],
+        "dtype": torch.float32}
+    assert device_options(cpu, 64, 2, Precision.bf16) == {"tile": 64, "batch_size": 2, "dtype": torch.bfloat16}
+    if not torch.cuda.is_available():  # without a GPU that has bf16, "auto" never picks it
+        assert default_options(torch.device("cuda"))["precision"] == "fp32"
+
+
+def test_restorer_runs_the_fast_inference_form(tiny_weights):
+    """The Restorer's private models are the folded, channels-last forms, and they give the
+    caller's models' outputs."""
+    from colorsr_cli.weightfile import load_weight_file
+
+    color, _ = load_weight_file(tiny_weights[0])
+    sr, _ = load_weight_file(tiny_weights[1])
+    restorer = Restorer(color, sr, RestoreOptions(mode="sr-only", tile=0))
+    assert isinstance(restorer.sr.tail, torch.nn.Identity)
+    x = torch.rand(3, 20, 24)
+    with torch.no_grad():
+        direct = sr.eval()(x[None])[0]
+    assert torch.allclose(restorer.restore([x])[0], direct.clamp(0, 1), atol=1e-5)
