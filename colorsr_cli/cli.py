@@ -27,12 +27,14 @@ from colorsr_cli.cli_common import (
     COLOR_SIZE_OPTION,
     COLOR_WEIGHTS_OPTION,
     DEVICE_OPTION,
+    MODEL_OPTION,
     PRECISION_OPTION,
     SATURATION_OPTION,
     SR_WEIGHTS_OPTION,
     TILE_OPTION,
     TILE_PAD_OPTION,
     Ext,
+    ModelChoice,
     Precision,
     console,
     device_options,
@@ -80,6 +82,7 @@ def restore(
                                       "its task (colour or SR) decides which model it replaces."),
     color_weights: str | None = COLOR_WEIGHTS_OPTION,
     sr_weights: str | None = SR_WEIGHTS_OPTION,
+    model: ModelChoice = MODEL_OPTION,
     batch_size: int | None = BATCH_OPTION,
     tile: int | None = TILE_OPTION,
     tile_pad: int = TILE_PAD_OPTION,
@@ -112,7 +115,7 @@ def restore(
         options = RestoreOptions(mode=mode, scale=scale, tile_pad=tile_pad, color_size=color_size,
                                  saturation=saturation, **device_options(dev, tile, batch_size, precision))
         color, sr = load_models(weights, color_weights, sr_weights,
-                                 need_color=mode != "sr-only", need_sr=mode != "color-only")
+                                need_color=mode != "sr-only", need_sr=mode != "color-only", model=model)
         restorer = Restorer(color, sr, options, dev)
     except ColorsrError as exc:
         raise fail(str(exc)) from None
@@ -203,6 +206,7 @@ def video(
                                       "its task (colour or SR) decides which model it replaces."),
     color_weights: str | None = COLOR_WEIGHTS_OPTION,
     sr_weights: str | None = SR_WEIGHTS_OPTION,
+    model: ModelChoice = MODEL_OPTION,
     batch_size: int = typer.Option(8, "--batch-size", "-b", min=1, help="Frames per batch (and tiles "
                                    "per forward pass)."),
     tile: int | None = TILE_OPTION,
@@ -251,7 +255,8 @@ def video(
                                  tile_pad=tile_pad, color_size=color_size,
                                  saturation=saturation,
                                  **device_options(dev, tile, batch_size, precision))
-        color, sr = load_models(weights, color_weights, sr_weights, need_color=True, need_sr=not color_only)
+        color, sr = load_models(weights, color_weights, sr_weights, need_color=True, need_sr=not color_only,
+                                model=model)
         restorer = Restorer(color, sr, options, dev)
     except ColorsrError as exc:
         raise fail(str(exc)) from None

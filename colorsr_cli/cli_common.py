@@ -15,6 +15,8 @@ from rich.progress import (
     TransferSpeedColumn,
 )
 
+from colorsr_cli.errors import ColorsrError
+
 console = Console(stderr=True)
 out = Console()
 
@@ -32,6 +34,16 @@ SATURATION_OPTION = typer.Option(1.0, "--saturation", min=0.0, help="Gain on the
 DEVICE_OPTION = typer.Option("auto", "--device", "-d", help="auto, cpu, cuda, cuda:N or mps.")
 COLOR_WEIGHTS_OPTION = typer.Option(None, "--color-weights", help="Colouriser weights (file or name).")
 SR_WEIGHTS_OPTION = typer.Option(None, "--sr-weights", help="Super-resolution weights (file or name).")
+
+
+FAST_SR_MODEL = "colorsr-sr-fast-v1"
+class ModelChoice(str, Enum):
+    default = "default"
+    fast = "fast"
+
+
+MODEL_OPTION = typer.Option(ModelChoice.default, "--model", "-m", help="default, or fast: a ~4x cheaper SR "
+                            f"network ({FAST_SR_MODEL}; quality in docs/models.md). --sr-weights wins.")
 
 
 class Ext(str, Enum):
@@ -74,7 +86,8 @@ def download_progress() -> Progress:
 
 
 def load_models(weights: list[str], color_weights: str | None, sr_weights: str | None,
-                 need_color: bool, need_sr: bool):
+                 need_color: bool, need_sr: bool, model: str = "default"):
+    model = getattr(model, "value", model)
     """Resolve --weights / --color-weights / --sr-weights (defaults from the manifest). Every
     inference command comes through here, so this is also where the allocator is tuned."""
     from colorsr_cli.devices import tune_cpu_allocator
@@ -82,6 +95,10 @@ def load_models(weights: list[str], color_weights: str | None, sr_weights: str |
 
     tune_cpu_allocator()
 
+    if model not in ("default", "fast"):
+        raise ColorsrError(f"--model must be default or fast, got {model!r}")
+    if model == "fast" and sr_weights is None:
+        sr_weights = FAST_SR_MODEL
     chosen: dict[str, str | None] = {"color": color_weights, "sr": sr_weights}
     for item in weights:
         chosen[task_of(item)] = item

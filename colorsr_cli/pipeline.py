@@ -44,18 +44,24 @@ class RestoreOptions:
 # overlap overhead low (tile 384 + pad 16 on a 640x480 input costs ~1.1x one whole-image pass,
 # tile 128 ~1.5x) and batches beyond 4 buy nothing; on CUDA, bf16 and batches of 16 tiles.
 DEVICE_DEFAULTS: dict[str, dict] = {
-    "cpu": {"tile": 384, "batch_size": 4, "precision": "fp32"},
+    "cpu": {"tile": 384, "batch_size": 4, "precision": "bf16"},
     "cuda": {"tile": 256, "batch_size": 16, "precision": "bf16"},
     "mps": {"tile": 256, "batch_size": 8, "precision": "fp32"},
 }
 
 
 def default_options(device: torch.device) -> dict:
-    """tile, batch_size and precision name for a device (see DEVICE_DEFAULTS). bf16 falls back
-    to fp32 on GPUs without it (before Ampere)."""
-    chosen = dict(DEVICE_DEFAULTS.get(torch.device(device).type, DEVICE_DEFAULTS["cpu"]))
-    if chosen["precision"] == "bf16" and not (torch.cuda.is_available() and torch.cuda.is_bf16_supported()):
-        chosen["precision"] = "fp32"
+    """tile, batch_size and precision name for a device (see DEVICE_DEFAULTS). bf16 only where
+    the hardware has it: GPUs from Ampere on, CPUs with AVX512-BF16/AMX/Arm BF16; else fp32."""
+    from colorsr_cli.devices import cpu_has_native_bf16
+
+    kind = torch.device(device).type
+    chosen = dict(DEVICE_DEFAULTS.get(kind, DEVICE_DEFAULTS["cpu"]))
+    if chosen["precision"] == "bf16":
+        native = (cpu_has_native_bf16() if kind == "cpu"
+                  else torch.cuda.is_available() and torch.cuda.is_bf16_supported())
+        if not native:
+            chosen["precision"] = "fp32"
     return chosen
 
 

@@ -109,13 +109,19 @@ def test_saturation_scales_the_predicted_chroma(models):
 
 def test_device_defaults_and_overrides():
     from colorsr_cli.cli_common import Precision, device_options
+    from colorsr_cli.devices import cpu_has_native_bf16
     from colorsr_cli.pipeline import DEVICE_DEFAULTS, default_options
 
     cpu = torch.device("cpu")
     assert device_options(cpu, None, None, Precision.auto) == {
         "tile": DEVICE_DEFAULTS["cpu"]["tile"], "batch_size": DEVICE_DEFAULTS["cpu"]["batch_size"],
-        "dtype": torch.float32}
-    assert device_options(cpu, 64, 2, Precision.bf16) == {"tile": 64, "batch_size": 2, "dtype": torch.bfloat16}
+        "dtype": torch.bfloat16 if cpu_has_native_bf16() else torch.float32}
+    assert device_options(cpu, None, None, Precision.fp32)["dtype"] == torch.float32
+    x86 = "processor\t: 0\nflags\t\t: fpu avx2 avx512f avx512_bf16 fma\n"
+    assert cpu_has_native_bf16(x86) and not cpu_has_native_bf16(x86.replace(" avx512_bf16", ""))
+    assert cpu_has_native_bf16("Features\t: fp asimd bf16 i8mm\n")
+    assert device_options(cpu, 64, 2, Precision.bf16) == {"tile": 64, "batch_size": 2,
+                                                          "dtype": torch.bfloat16}
     if not torch.cuda.is_available():  # without a GPU that has bf16, "auto" never picks it
         assert default_options(torch.device("cuda"))["precision"] == "fp32"
 

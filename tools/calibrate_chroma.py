@@ -23,7 +23,7 @@ from colorsr_cli.metrics import ab_error, colorfulness, psnr
 from colorsr_cli.train.common import PhotoFolder, Reporter, split_holdout
 from colorsr_cli.weightfile import load_weight_file
 
-GAINS = (1.0, 0.9, 0.8, 0.7, 0.6, 0.5, 0.4)
+GAINS = (1.3, 1.2, 1.1, 1.0, 0.9, 0.8, 0.7, 0.6, 0.5, 0.4)
 
 
 def holdout(run_dir: Path, limit: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -46,6 +46,7 @@ def main() -> None:
     parser.add_argument("--checkpoint", type=Path, help="a training checkpoint [default: best.pt]")
     parser.add_argument("--limit", type=int, default=500)
     parser.add_argument("--min-colorfulness", type=float, default=0.45)
+    parser.add_argument("--tta", action="store_true", help="average with the mirrored prediction")
     args = parser.parse_args()
     if args.checkpoint:
         model, _ = generator_from_checkpoint(args.run_dir, args.checkpoint)
@@ -53,7 +54,10 @@ def main() -> None:
         model, _ = load_weight_file(args.run_dir / "best.pt")
     gray, truth = holdout(args.run_dir, args.limit)
     L = rgb_to_lab(gray)[:, :1]
-    ab = model(L / 50 - 1) * 110
+    x = L / 50 - 1
+    ab = model(x) * 110
+    if args.tta:
+        ab = (ab + model(x.flip(-1)).flip(-1) * 110) / 2
     target = colorfulness(truth).mean().item()
     base_psnr, base_ab = psnr(gray, truth).mean().item(), ab_error(gray, truth).mean().item()
     print(f"{len(gray)} held-out photos; gray: PSNR {base_psnr:.2f} dB, ab error {base_ab:.2f}; "
