@@ -34,6 +34,7 @@ class RestoreOptions:
     tile: int = 128  # SR tile size in input pixels (0 = no tiling)
     tile_pad: int = 16  # overlap context on each side of a tile, input pixels
     batch_size: int = 16  # tiles / images per forward pass
+    batch_pixels: int = 0  # and at most this many input pixels per pass (0 = no limit)
     color_size: int = 128  # long side of the colouriser's working resolution
     saturation: float = 1.0  # gain on the predicted chroma (a, b): < 1 tones colours down
     dtype: torch.dtype = torch.float32  # compute precision (bf16/fp16 via autocast)
@@ -41,12 +42,14 @@ class RestoreOptions:
 
 # Per-device defaults for the commands (RestoreOptions' own defaults are the portable ones).
 # Chosen by measurement (benchmarks/bench.py, docs/performance.md): on CPU, large tiles keep the
-# overlap overhead low (tile 384 + pad 16 on a 640x480 input costs ~1.1x one whole-image pass,
-# tile 128 ~1.5x) and batches beyond 4 buy nothing; on CUDA, bf16 and batches of 16 tiles.
+# overlap overhead low (a 640x480 input costs 1.08x one whole-image pass with tile 512, 1.6x with
+# tile 128) but big tiles must go one per pass (stacking 4 tiles of 384 costs 1.2x more than one
+# at a time: the feature maps outgrow the caches), while small photos still batch 16 at a time;
+# bf16 where the CPU has it natively (1.7x). On CUDA, bf16 and batches of 16 tiles.
 DEVICE_DEFAULTS: dict[str, dict] = {
-    "cpu": {"tile": 384, "batch_size": 4, "precision": "bf16"},
-    "cuda": {"tile": 256, "batch_size": 16, "precision": "bf16"},
-    "mps": {"tile": 256, "batch_size": 8, "precision": "fp32"},
+    "cpu": {"tile": 512, "batch_size": 16, "batch_pixels": 512 * 512, "precision": "bf16"},
+    "cuda": {"tile": 256, "batch_size": 16, "batch_pixels": 0, "precision": "bf16"},
+    "mps": {"tile": 256, "batch_size": 8, "batch_pixels": 0, "precision": "fp32"},
 }
 
 
@@ -141,8 +144,10 @@ class Restorer:
         by_shape: dict[tuple, list[int]] = {}
         for k, x in enumerate(inputs):
             by_shape.setdefault(tuple(x.shape), []).append(k)
-        bs = max(1, self.options.batch_size)
-        for idx in by_shape.values():
+        for shape, idx in by_shape.items():
+            bs = max(1, self.options.batch_size)
+            if self.options.batch_pixels:
+                bs = max(1, min(bs, self.options.batch_pixels // (shape[-1] * shape[-2])))
             for start in range(0, len(idx), bs):
                 chunk = idx[start:start + bs]
                 with self._autocast():

@@ -115,12 +115,13 @@ def test_device_defaults_and_overrides():
     cpu = torch.device("cpu")
     assert device_options(cpu, None, None, Precision.auto) == {
         "tile": DEVICE_DEFAULTS["cpu"]["tile"], "batch_size": DEVICE_DEFAULTS["cpu"]["batch_size"],
+        "batch_pixels": DEVICE_DEFAULTS["cpu"]["batch_pixels"],
         "dtype": torch.bfloat16 if cpu_has_native_bf16() else torch.float32}
     assert device_options(cpu, None, None, Precision.fp32)["dtype"] == torch.float32
     x86 = "processor\t: 0\nflags\t\t: fpu avx2 avx512f avx512_bf16 fma\n"
     assert cpu_has_native_bf16(x86) and not cpu_has_native_bf16(x86.replace(" avx512_bf16", ""))
     assert cpu_has_native_bf16("Features\t: fp asimd bf16 i8mm\n")
-    assert device_options(cpu, 64, 2, Precision.bf16) == {"tile": 64, "batch_size": 2,
+    assert device_options(cpu, 64, 2, Precision.bf16) == {"tile": 64, "batch_size": 2, "batch_pixels": 0,
                                                           "dtype": torch.bfloat16}
     if not torch.cuda.is_available():  # without a GPU that has bf16, "auto" never picks it
         assert default_options(torch.device("cuda"))["precision"] == "fp32"
@@ -139,3 +140,20 @@ def test_restorer_runs_the_fast_inference_form(tiny_weights):
     with torch.no_grad():
         direct = sr.eval()(x[None])[0]
     assert torch.allclose(restorer.restore([x])[0], direct.clamp(0, 1), atol=1e-5)
+
+
+def test_batch_pixels_caps_the_batch_not_the_result(tiny_weights):
+    from colorsr_cli.weightfile import load_weight_file
+
+    sr, _ = load_weight_file(tiny_weights[1])
+    calls = []
+    imgs = [torch.rand(3, 16, 16) for _ in range(5)] + [torch.rand(3, 40, 40)]
+    outs = {}
+    for pixels in (0, 2 * 16 * 16):
+        opts = RestoreOptions(mode="sr-only", tile=0, batch_size=16, batch_pixels=pixels)
+        restorer = Restorer(None, sr, opts)
+        restorer.sr.register_forward_hook(lambda m, args, out, p=pixels: calls.append((p, args[0].shape[0])))
+        outs[pixels] = restorer.restore(imgs)
+    assert sorted(n for p, n in calls if p == 0) == [1, 5]
+    assert sorted(n for p, n in calls if p) == [1, 1, 2, 2]  # 40x40 alone; 16x16 two at a time
+    assert all(torch.allclose(a, b, atol=1e-5) for a, b in zip(outs[0], outs[2 * 16 * 16]))
