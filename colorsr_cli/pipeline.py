@@ -97,12 +97,19 @@ class Restorer:
     @torch.inference_mode()
     def restore(self, images: list[torch.Tensor]) -> list[torch.Tensor]:
         """Each RGB (3, H, W) input in [0, 1] -> (3, scale*H, scale*W) output in [0, 1], on the CPU."""
-        rgbs = [img.to(self.device, torch.float32) for img in images]
+        rgbs = [self._to_device(img) for img in images]
         if self.colorizer is not None:
             rgbs = self.colorize(rgbs)
         if self.sr is not None:
             rgbs = self.super_resolve(rgbs)
         return [self.to_output_size(rgb, img.shape[-2:]).cpu() for rgb, img in zip(rgbs, images)]
+
+    def _to_device(self, img: torch.Tensor) -> torch.Tensor:
+        """Host -> device. On CUDA from pinned memory without blocking, so the copy of the next
+        image overlaps the kernels already queued for this one."""
+        if self.device.type == "cuda" and img.device.type == "cpu":
+            return img.float().pin_memory().to(self.device, non_blocking=True)
+        return img.to(self.device, torch.float32)
 
     def to_output_size(self, rgb: torch.Tensor, in_hw: tuple[int, int]) -> torch.Tensor:
         """Resize a stage output to options.scale times the input size (area down, bicubic up)."""

@@ -157,3 +157,15 @@ def test_batch_pixels_caps_the_batch_not_the_result(tiny_weights):
     assert sorted(n for p, n in calls if p == 0) == [1, 5]
     assert sorted(n for p, n in calls if p) == [1, 1, 2, 2]  # 40x40 alone; 16x16 two at a time
     assert all(torch.allclose(a, b, atol=1e-5) for a, b in zip(outs[0], outs[2 * 16 * 16]))
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_cuda_restore_matches_cpu(tiny_weights):
+    from colorsr_cli.weightfile import load_weight_file
+
+    color, _ = load_weight_file(tiny_weights[0])
+    sr, _ = load_weight_file(tiny_weights[1])
+    x = torch.rand(3, 40, 56)
+    cpu = Restorer(color, sr, RestoreOptions(tile=32, tile_pad=8)).restore([x])[0]
+    gpu = Restorer(color, sr, RestoreOptions(tile=32, tile_pad=8), "cuda").restore([x])[0]
+    assert gpu.device.type == "cpu" and torch.allclose(cpu, gpu, atol=2e-3)
