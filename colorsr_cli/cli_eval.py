@@ -105,8 +105,9 @@ def eval_cmd(
 
 def _table(summary: dict) -> Table:
     metrics = summary["metrics"]
-    table = Table(title=f"colorsr eval: {summary['n_images']} photos (truth colourfulness "
-                        f"{summary['truth']['colorfulness']:.1f})")
+    truth = summary["truth"]["colorfulness"]
+    title = f"colorsr eval: {summary['n_images']} photos"
+    table = Table(title=title + (f" (truth colourfulness {truth:.1f})" if truth is not None else ""))
     table.add_column("method")
     for m in metrics:
         table.add_column(m, justify="right")

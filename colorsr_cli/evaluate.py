@@ -78,6 +78,7 @@ def build_methods(full: Restorer, color_only: Restorer, sr_only: Restorer,
 @dataclass
 class EvalReport:
     metrics: list[str]
+    protocol: str = "truth = 256x256 centre crop (area), input = 64x64 area-downsampled luminance"
     rows: list[dict] = field(default_factory=list)  # one per image x method
     truth_colorfulness: list[float] = field(default_factory=list)
     failures: list[tuple[str, str]] = field(default_factory=list)
@@ -87,9 +88,11 @@ class EvalReport:
         names = list(dict.fromkeys(r["method"] for r in self.rows))
         methods = {n: {m: float(np.mean([r[m] for r in self.rows if r["method"] == n])) for m in self.metrics}
                    for n in names}
-        return {"protocol": "truth = 256x256 centre crop (area), input = 64x64 area-downsampled luminance",
+        scored = [c for c in self.truth_colorfulness if c == c]  # NaN: not measured for that photo
+        return {"protocol": self.protocol,
                 "n_images": len(self.truth_colorfulness), "metrics": self.metrics, "methods": methods,
-                "truth": {"colorfulness": float(np.mean(self.truth_colorfulness or [float("nan")]))},
+                # None (JSON null) rather than NaN, which is not valid JSON
+                "truth": {"colorfulness": float(np.mean(scored)) if scored else None},
                 "failures": [{"file": f, "reason": r} for f, r in self.failures]}
 
 
@@ -187,7 +190,8 @@ def evaluate_sr_literature(jobs: list[ImageJob], sr_only: Restorer, border: int 
     for our SR model, image by image (sizes differ, so no batching across images)."""
     from colorsr_cli.metrics import psnr, ssim
 
-    report = EvalReport(["psnr_y", "ssim_y"])
+    report = EvalReport(["psnr_y", "ssim_y"], protocol=f"SR literature: crop to a multiple of 4, "
+                        f"input = bicubic x1/4, x4 output; Y (BT.601) after cropping {border} px per border")
     for job in jobs:
         try:
             truth, low = sr_literature_pair(read_image(job.source, max_pixels).rgb)

@@ -1,6 +1,7 @@
 import json
 
 import numpy as np
+import pytest
 import torch
 from PIL import Image
 from typer.testing import CliRunner
@@ -89,3 +90,6 @@ def test_sr_literature_protocol(tiny_weights, tmp_path):
     summary = json.loads(r.stdout)
     assert set(summary["methods"]) == {"bicubic", "sr"} and summary["metrics"] == ["psnr_y", "ssim_y"]
     assert 10 < summary["methods"]["bicubic"]["psnr_y"] < 60
+    assert summary["protocol"].startswith("SR literature") and summary["truth"]["colorfulness"] is None
+    on_disk = (tmp_path / "rep" / "summary.json").read_text()
+    json.loads(on_disk, parse_constant=lambda c: pytest.fail(f"invalid JSON constant {c}"))
