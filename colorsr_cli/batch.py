@@ -64,6 +64,20 @@ def plan_outputs(jobs: list[ImageJob], plan: OutputPlan) -> Iterator[tuple[Image
             yield job, out
 
 
+def claim_outputs(jobs: list[ImageJob], plan: OutputPlan) -> tuple[list[ImageJob], list[FileResult]]:
+    """(jobs that may go ahead, failures): the refusals of plan_outputs (output would overwrite
+    an input, or is claimed by an earlier job) decided over the whole job list. Under torchrun
+    every rank computes this on all inputs before it takes its share, so two ranks never write
+    the same file (each rank alone would only see the collisions inside its own share)."""
+    kept, refused = [], []
+    for job, target in plan_outputs(jobs, plan):
+        if isinstance(target, FileResult) and target.status == "failed":
+            refused.append(target)
+        else:
+            kept.append(job)
+    return kept, refused
+
+
 @dataclass
 class _Decoded:
     job: ImageJob

@@ -124,12 +124,20 @@ def restore(
         jobs = [job for job in jobs if not job.source.resolve().is_relative_to(out_dir.resolve())]
     plan = OutputPlan(out_dir, suffix if suffix is not None else ("" if out_dir else "_colorsr"),
                       ext.value if ext else None, overwrite)
+    refused = []
+    if shard.world > 1:  # collisions across ranks are decided before the inputs are shared out
+        from colorsr_cli.batch import claim_outputs
+
+        jobs, refused = claim_outputs(jobs, plan)
+        if shard.main:
+            for result in refused:
+                console.print(f"[red]failed[/] {result.reason}", highlight=False, soft_wrap=True)
     results, seconds = _run_with_progress(take_shard(jobs, shard), restorer, plan, max_pixels,
                                           quiet or not shard.main)
     gathered = gather_to_main((results, seconds), shard)
     if gathered is None:  # not rank 0: rank 0 reports for everyone
         return
-    merged = [r for part, _ in gathered for r in part]
+    merged = refused + [r for part, _ in gathered for r in part]
     _summarise((merged, max(t for _, t in gathered)), problems, as_json)
 
 
