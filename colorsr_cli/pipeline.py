@@ -135,15 +135,25 @@ class Restorer:
     def super_resolve(self, rgbs: list[torch.Tensor]) -> list[torch.Tensor]:
         """x sr_scale every image, all images' tiles batched together."""
         opts, s = self.options, self.sr_scale
-        canvases, jobs = [], []
+        canvases: list[TileCanvas | None] = []
+        jobs = []
         for k, rgb in enumerate(rgbs):
             h, w = rgb.shape[-2:]
-            canvases.append(TileCanvas(3, h, w, opts.tile_pad, s, self.device))
-            jobs += [(k, win) for win in split_into_tiles(h, w, opts.tile, opts.tile_pad)]
+            windows = split_into_tiles(h, w, opts.tile, opts.tile_pad)
+            # One window over the whole image (the common case for photos up to the tile
+            # size): its output is the result, with no canvas to fill, weigh and divide.
+            whole = len(windows) == 1 and windows[0].shape == (h, w)
+            canvases.append(None if whole else TileCanvas(3, h, w, opts.tile_pad, s, self.device))
+            jobs += [(k, win) for win in windows]
         crops = [rgbs[k][:, win.y0:win.y1, win.x0:win.x1] for k, win in jobs]
+        results: list[torch.Tensor | None] = [None] * len(rgbs)
         for (k, win), out in zip(jobs, self._batched(self.sr, crops)):
-            canvases[k].add(win, out)
-        return [c.result() for c in canvases]
+            canvas = canvases[k]
+            if canvas is None:
+                results[k] = out.float()
+            else:
+                canvas.add(win, out)
+        return [r if c is None else c.result() for r, c in zip(results, canvases)]  # type: ignore[misc]
 
     def _batched(self, model: nn.Module, inputs: list[torch.Tensor]) -> list[torch.Tensor]:
         """Run model over inputs, stacking equal-shaped ones into batches of batch_size."""

@@ -169,3 +169,20 @@ def test_cuda_restore_matches_cpu(tiny_weights):
     cpu = Restorer(color, sr, RestoreOptions(tile=32, tile_pad=8)).restore([x])[0]
     gpu = Restorer(color, sr, RestoreOptions(tile=32, tile_pad=8), "cuda").restore([x])[0]
     assert gpu.device.type == "cpu" and torch.allclose(cpu, gpu, atol=2e-3)
+
+
+def test_single_tile_images_skip_the_canvas(tiny_weights, monkeypatch):
+    """An image within one tile goes straight through (no canvas), and gives the same output
+    as the tiled path."""
+    from colorsr_cli import pipeline
+    from colorsr_cli.weightfile import load_weight_file
+
+    sr, _ = load_weight_file(tiny_weights[1])
+    made = []
+    real = pipeline.TileCanvas
+    monkeypatch.setattr(pipeline, "TileCanvas", lambda *a, **k: made.append(a) or real(*a, **k))
+    x = torch.rand(3, 24, 20)
+    whole = Restorer(None, sr, RestoreOptions(mode="sr-only", tile=64)).restore([x])[0]
+    assert made == []
+    tiled = Restorer(None, sr, RestoreOptions(mode="sr-only", tile=16, tile_pad=8)).restore([x])[0]
+    assert len(made) == 1 and torch.allclose(whole, tiled, atol=2 / 255)
