@@ -37,12 +37,14 @@ SR_WEIGHTS_OPTION = typer.Option(None, "--sr-weights", help="Super-resolution we
 
 
 FAST_SR_MODEL = "colorsr-sr-fast-v1"
+
+
 class ModelChoice(str, Enum):
     default = "default"
     fast = "fast"
 
 
-MODEL_OPTION = typer.Option(ModelChoice.default, "--model", "-m", help="default, or fast: a ~4x cheaper SR "
+MODEL_OPTION = typer.Option(ModelChoice.default, "--model", "-m", help="default, or fast: a ~3x cheaper SR "
                             f"network ({FAST_SR_MODEL}; quality in docs/models.md). --sr-weights wins.")
 
 
@@ -60,7 +62,8 @@ class Precision(str, Enum):
 
 
 PRECISION_OPTION = typer.Option(Precision.auto, "--precision", help="Compute precision: auto = bf16 "
-                                "on GPUs that have it, else fp32 (fp16/bf16 autocast; fp16 needs a GPU).")
+                                "where the GPU or CPU computes it natively, else fp32 (fp16/bf16 autocast; "
+                                "fp16 needs a GPU).")
 
 
 def device_options(device, tile: int | None, batch_size: int | None, precision: Precision) -> dict:
@@ -89,14 +92,13 @@ def download_progress() -> Progress:
 
 def load_models(weights: list[str], color_weights: str | None, sr_weights: str | None,
                  need_color: bool, need_sr: bool, model: str = "default"):
-    model = getattr(model, "value", model)
     """Resolve --weights / --color-weights / --sr-weights (defaults from the manifest). Every
     inference command comes through here, so this is also where the allocator is tuned."""
     from colorsr_cli.devices import tune_cpu_allocator
     from colorsr_cli.weights import load_model, task_of
 
     tune_cpu_allocator()
-
+    model = getattr(model, "value", model)  # a ModelChoice from the CLI, or a plain string
     if model not in ("default", "fast"):
         raise ColorsrError(f"--model must be default or fast, got {model!r}")
     if model == "fast" and sr_weights is None:

@@ -86,6 +86,8 @@ def fold_subpixel_tail(up: PixelShuffleUp, tail: nn.Conv2d) -> SubPixelTail:
     costliest and least efficient layer on CPUs; on the low-resolution grid it has 4x the
     output channels on 1/4 of the pixels, which vectorises well. The PReLU after the shuffle is
     per channel, so it moves in front of it with each weight repeated for its 4 sub-pixels."""
+    import itertools
+
     import torch
 
     k = tail.kernel_size[0]
@@ -96,15 +98,12 @@ def fold_subpixel_tail(up: PixelShuffleUp, tail: nn.Conv2d) -> SubPixelTail:
     w = tail.weight.detach()
     cout, cin = w.shape[:2]
     folded = torch.zeros(cout * 4, cin * 4, 2 * m + 1, 2 * m + 1, dtype=w.dtype, device=w.device)
-    for a in range(2):
-        for b in range(2):
-            for a2 in range(2):
-                for b2 in range(2):
-                    for di in range(-m, m + 1):
-                        for dj in range(-m, m + 1):
-                            u, v = 2 * di + a2 - a, 2 * dj + b2 - b
-                            if abs(u) <= h and abs(v) <= h:
-                                folded[a * 2 + b::4, a2 * 2 + b2::4, di + m, dj + m] = w[:, :, u + h, v + h]
+    taps = range(-m, m + 1)
+    # (a, b): output sub-pixel; (a2, b2): input sub-pixel; (di, dj): low-resolution offset
+    for a, b, a2, b2, di, dj in itertools.product((0, 1), (0, 1), (0, 1), (0, 1), taps, taps):
+        u, v = 2 * di + a2 - a, 2 * dj + b2 - b
+        if abs(u) <= h and abs(v) <= h:
+            folded[a * 2 + b::4, a2 * 2 + b2::4, di + m, dj + m] = w[:, :, u + h, v + h]
     low = nn.Conv2d(cin * 4, cout * 4, 2 * m + 1, 1, m, bias=tail.bias is not None)
     low = low.to(w.device, w.dtype)
     with torch.no_grad():

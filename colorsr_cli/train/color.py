@@ -30,6 +30,7 @@ from colorsr_cli.train.common import (
     Schedule,
     area_resize,
     critic_backward,
+    generator_l1_step,
     make_grid,
     random_flip,
     resume_training_state,
@@ -223,11 +224,7 @@ def l1_step(G, opt_g, rgb: torch.Tensor, amp: bool) -> dict[str, float]:
     """One L1-only generator update (the pre-training phase)."""
     with torch.autocast(rgb.device.type, torch.bfloat16, enabled=amp):
         L, ab = split_lab(rgb.float())
-        l1 = F.l1_loss(G(L).float(), ab)
-    opt_g.zero_grad(set_to_none=True)
-    l1.backward()
-    opt_g.step()
-    return {"l1": l1.item()}
+    return {"l1": generator_l1_step(G, opt_g, L, ab, amp)}
 
 
 def pix2pix_step(G, D, opt_g, opt_d, rgb: torch.Tensor, l1_weight: float, amp: bool,

@@ -15,6 +15,7 @@ from typing import Any
 import numpy as np
 import torch
 import torch.distributed as dist
+import torch.nn.functional as F
 from torch.utils.data import DataLoader, Dataset, DistributedSampler
 
 from colorsr_cli.distributed import Shard as Dist
@@ -270,6 +271,17 @@ def run_loop(schedule: Schedule, ddp: Dist, run: RunLog, reporter: Reporter,
             elif step % schedule.checkpoint_every == 0:
                 checkpoint()
     checkpoint()
+
+
+def generator_l1_step(G, opt_g, x: torch.Tensor, target: torch.Tensor, amp: bool) -> float:
+    """One generator update on L1(G(x), target) alone (the colouriser's pre-training phase, the
+    SR warm-up); returns the loss."""
+    with torch.autocast(x.device.type, torch.bfloat16, enabled=amp):
+        loss = F.l1_loss(G(x).float(), target)
+    opt_g.zero_grad(set_to_none=True)
+    loss.backward()
+    opt_g.step()
+    return loss.item()
 
 
 def critic_backward(D: torch.nn.Module, x: torch.Tensor, target: float, loss_fn: Callable,

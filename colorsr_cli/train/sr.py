@@ -30,6 +30,7 @@ from colorsr_cli.train.common import (
     Schedule,
     area_resize,
     critic_backward,
+    generator_l1_step,
     make_grid,
     resume_training_state,
     run_loop,
@@ -216,12 +217,8 @@ def train_sr(recipe: SRRecipe, resume: bool = False, reporter: Reporter | None =
 
 
 def pixel_step(G, opt_g, lr: torch.Tensor, hr: torch.Tensor, amp: bool) -> dict[str, float]:
-    with torch.autocast(lr.device.type, torch.bfloat16, enabled=amp):
-        loss = F.l1_loss(G(lr).float(), hr)
-    opt_g.zero_grad(set_to_none=True)
-    loss.backward()
-    opt_g.step()
-    return {"pixel": loss.item(), "loss_g": loss.item()}
+    loss = generator_l1_step(G, opt_g, lr, hr, amp)
+    return {"pixel": loss, "loss_g": loss}
 
 
 def srgan_step(G, D, opt_g, opt_d, perceptual: Perceptual, lr: torch.Tensor, hr: torch.Tensor,
