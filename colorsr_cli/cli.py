@@ -71,8 +71,8 @@ def restore(
     out_dir: Path | None = typer.Option(None, "--out", "-o", help="Output folder; the input tree is "
                                         "mirrored there. Default: next to each input."),
     suffix: str | None = typer.Option(None, "--suffix", help="Added to output file names "
-                                      "[default: '' with --out, '_colorsr' without]."),
-    ext: Ext | None = typer.Option(None, "--ext", help="Output format [default: the input's]."),
+                                      "(default: '' with --out, '_colorsr' without)."),
+    ext: Ext | None = typer.Option(None, "--ext", help="Output format (default: the input's)."),
     scale: int = typer.Option(4, "--scale", "-s", help="Output size relative to the input: 1, 2 or 4."),
     color_only: bool = typer.Option(False, "--color-only", help="Only colourise (no super-resolution)."),
     sr_only: bool = typer.Option(False, "--sr-only", help="Only upscale; colour inputs keep their colour."),
@@ -357,7 +357,7 @@ def weights_download(name: str = typer.Argument(..., help="Manifest name (see `c
 
 
 @weights_app.command("verify")
-def weights_verify(names: list[str] = typer.Argument(None, help="Names to check [default: all present].")
+def weights_verify(names: list[str] = typer.Argument(None, help="Names to check (default: all present).")
                    ) -> None:
     """Check the sha256 of weight files that are present.
 
@@ -376,7 +376,7 @@ def weights_verify(names: list[str] = typer.Argument(None, help="Names to check 
 
 
 @weights_app.command("path")
-def weights_path(name: str | None = typer.Argument(None, help="A manifest name [default: cache folder].")
+def weights_path(name: str | None = typer.Argument(None, help="A manifest name (default: cache folder).")
                  ) -> None:
     """Where a weight file is (or would be) stored, or the cache folder.
 

@@ -23,9 +23,9 @@ out = Console()
 
 # Options shared by the commands that run the pipeline (restore, video).
 TILE_OPTION = typer.Option(None, "--tile", "-t", min=0, help="SR tile size, input pixels (0: no tiles) "
-                           "[default: 512 on CPU, 256 on GPU].")
+                           "(default: 512 on CPU, 256 on GPU).")
 BATCH_OPTION = typer.Option(None, "--batch-size", "-b", min=1, help="Tiles/images per forward pass "
-                            "[default: 16, and on CPU at most 512x512 input pixels per pass].")
+                            "(default: 16, and on CPU at most 512x512 input pixels per pass).")
 TILE_PAD_OPTION = typer.Option(16, "--tile-pad", min=0, help="Overlap context around each tile.")
 COLOR_SIZE_OPTION = typer.Option(128, "--color-size", min=16,
                                  help="Long side of the colouriser's working resolution.")

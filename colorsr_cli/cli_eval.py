@@ -21,7 +21,7 @@ def eval_cmd(
     colorfulness: bool = typer.Option(False, "--colorfulness", help="Hasler-Suesstrunk colourfulness."),
     delta_e: bool = typer.Option(False, "--delta-e", help="Mean ab error and CIEDE2000 in Lab."),
     lpips: bool = typer.Option(False, "--lpips", help="LPIPS (needs its network weights)."),
-    all_metrics: bool = typer.Option(False, "--all", help="Every metric [default when none is chosen]."),
+    all_metrics: bool = typer.Option(False, "--all", help="Every metric (default when none is chosen)."),
     protocol: str = typer.Option("standard", "--protocol", help="standard; seed (also the seed "
                                  "report's SSIM: both images resized to 64x64); or sr-literature (SR "
                                  "alone as SR papers do: bicubic x1/4 input, Y channel, 4 px border)."),

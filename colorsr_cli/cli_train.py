@@ -54,7 +54,7 @@ def _run(trainer, recipe, resume: bool) -> Path:
 def train_color_cmd(
     data: Path = typer.Option(..., "--data", help="Folder of colour photos (searched recursively)."),
     out_dir: Path = typer.Option(Path("runs/color"), "--out", help="Run folder."),
-    val: Path | None = typer.Option(None, "--val", help="Validation folder [default: hold out 2%]."),
+    val: Path | None = typer.Option(None, "--val", help="Validation folder (default: hold out 2%)."),
     epochs: int = typer.Option(30, "--epochs"), max_steps: int | None = typer.Option(None, "--max-steps"),
     batch_size: int = typer.Option(16, "--batch-size"), lr: float = typer.Option(2e-4, "--lr"),
     l1_weight: float = typer.Option(100.0, "--l1-weight", help="Weight of L1 next to the GAN loss."),
@@ -69,9 +69,10 @@ def train_color_cmd(
                               "the average is validated and exported. 0 = off."),
     lr_decay_start: float = typer.Option(1.0, "--lr-decay-start", help="Fraction of the run after which "
                                          "the lr decays linearly to 0 (pix2pix: 0.5). 1 = constant."),
-    val_every: int | None = typer.Option(None, "--val-every", help="Steps [default: each epoch]."),
+    val_every: int | None = typer.Option(None, "--val-every", help="Steps (default: each epoch)."),
     seed: int = typer.Option(0, "--seed"), device: str = typer.Option("auto", "--device"),
-    amp: bool = typer.Option(True, "--amp/--no-amp", help="bf16 mixed precision on CUDA."),
+    amp: bool = typer.Option(True, "--amp/--no-amp",
+                             help="bf16 mixed precision (CUDA, and CPUs with native bf16)."),
     workers: int = typer.Option(0, "--workers", help="Data-loading processes."),
     threads: int | None = typer.Option(None, "--threads", help="CPU threads for torch."),
     resume: bool = typer.Option(False, "--resume", help="Continue the run in --out from last.pt."),
@@ -96,7 +97,7 @@ def train_sr_cmd(
     data: Path = typer.Option(..., "--data", help="Folder of photos; those with a shorter side "
                               "below --hr-size are skipped."),
     out_dir: Path = typer.Option(Path("runs/sr"), "--out", help="Run folder."),
-    val: Path | None = typer.Option(None, "--val", help="Validation folder [default: hold out 5%]."),
+    val: Path | None = typer.Option(None, "--val", help="Validation folder (default: hold out 5%)."),
     hr_size: int = typer.Option(256, "--hr-size", help="HR crop size (LR = hr-size / 4)."),
     epochs: int = typer.Option(30, "--epochs"), max_steps: int | None = typer.Option(None, "--max-steps"),
     pretrain_steps: int = typer.Option(0, "--pretrain-steps", help="Pixel-loss warm-up steps."),
@@ -138,8 +139,8 @@ def train_sr_cmd(
 def export(
     run_dir: Path = typer.Argument(..., help="A training run folder (its best.pt is exported)."),
     dest: Path | None = typer.Option(None, "--out", "-o", help="Weight file to write "
-                                     "[default: RUN_DIR/export.pt]."),
-    name: str | None = typer.Option(None, "--name", help="Manifest name [default: the run folder's name]."),
+                                     "(default: RUN_DIR/export.pt)."),
+    name: str | None = typer.Option(None, "--name", help="Manifest name (default: the run folder's name)."),
     half: bool = typer.Option(True, "--half/--full", help="Store weights as fp16 (half the size)."),
     checkpoint: Path | None = typer.Option(None, "--checkpoint", help="Export this training checkpoint "
                                            "(e.g. RUN_DIR/last.pt) instead of best.pt."),

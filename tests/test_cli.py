@@ -155,3 +155,25 @@ def test_every_command_help_has_an_example():
     assert len(found) >= 11
     for path, cmd in found:
         assert "Example:" in (cmd.help or ""), f"colorsr {' '.join(path)} --help has no example"
+
+
+def test_no_help_text_is_eaten_as_rich_markup():
+    """`--help` renders help strings as rich markup: an unescaped "[word ...]" is taken for a
+    style tag and silently dropped (it once turned "Steps [default: each epoch]." into
+    "Steps ."). Every option's and argument's help is checked, and a rendered --help too."""
+    import re
+
+    import typer.main
+
+    def params(cmd, path):
+        for p in cmd.params:
+            yield path, p
+        for name, sub in getattr(cmd, "commands", {}).items():
+            yield from params(sub, [*path, name])
+
+    tag = re.compile(r"(?<!\\)\[[a-z#/@][^\[\]]*\]")
+    for path, p in params(typer.main.get_command(app), []):
+        text = getattr(p, "help", None) or ""
+        assert not tag.search(text), f"colorsr {' '.join(path)} {p.name}: {text!r}"
+    out = runner.invoke(app, ["train", "color", "--help"], terminal_width=200).output
+    assert "default: each epoch" in out

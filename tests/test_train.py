@@ -251,3 +251,16 @@ def test_scheduled_lr_and_ema_update():
     update_ema(avg, live, 0.75)
     assert torch.allclose(avg.weight, torch.full((2,), 1.5))  # 0.75 * 1 + 0.25 * 3
     assert torch.equal(avg.running_mean, live.running_mean)  # buffers are copied
+
+
+def test_mixed_precision_only_where_bf16_is_native(monkeypatch):
+    from colorsr_cli import devices
+    from colorsr_cli.train.common import use_mixed_precision
+
+    cpu, cuda = torch.device("cpu"), torch.device("cuda")
+    assert use_mixed_precision(cuda, True) and not use_mixed_precision(cuda, False)
+    assert not use_mixed_precision(torch.device("mps"), True)
+    for native in (True, False):
+        monkeypatch.setattr(devices, "cpu_has_native_bf16", lambda native=native: native)
+        assert use_mixed_precision(cpu, True) is native
+        assert not use_mixed_precision(cpu, False)

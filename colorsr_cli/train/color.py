@@ -40,6 +40,7 @@ from colorsr_cli.train.common import (
     split_holdout,
     to_chw,
     unwrap,
+    use_mixed_precision,
 )
 from colorsr_cli.weightfile import save_weight_file
 
@@ -81,7 +82,7 @@ class ColorRecipe:
     log_every: int = 20
     seed: int = 0
     device: str = "auto"
-    amp: bool = True  # bf16 autocast on CUDA; ignored on CPU
+    amp: bool = True  # bf16 autocast on CUDA, and on CPUs with native bf16
     workers: int = 0
     threads: int | None = None
 
@@ -161,7 +162,7 @@ def train_color(recipe: ColorRecipe, resume: bool = False, reporter: Reporter | 
         run.write_recipe(recipe)
     if ddp.world > 1:
         G, D = DDP(G), DDP(D)
-    amp = recipe.amp and device.type == "cuda"
+    amp = use_mixed_precision(device, recipe.amp)
     val_batch = torch.stack([center_sample(val_photos.load(i), recipe.size) for i in val_idx])
 
     def sample(i: int, rng: np.random.Generator) -> torch.Tensor:

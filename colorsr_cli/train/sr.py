@@ -39,6 +39,7 @@ from colorsr_cli.train.common import (
     split_holdout,
     to_chw,
     unwrap,
+    use_mixed_precision,
 )
 from colorsr_cli.weightfile import save_weight_file
 
@@ -171,7 +172,7 @@ def train_sr(recipe: SRRecipe, resume: bool = False, reporter: Reporter | None =
         run.write_recipe(recipe)
     if ddp.world > 1:
         G, D = DDP(G), DDP(D)
-    amp = recipe.amp and device.type == "cuda"
+    amp = use_mixed_precision(device, recipe.amp)
     pairs = [hr_lr_pair(val_photos.load(i), recipe.hr_size, recipe.scale, None) for i in val_idx]
     val_lr, val_hr = torch.stack([p[0] for p in pairs]), torch.stack([p[1] for p in pairs])
 
