@@ -165,3 +165,29 @@ def test_cpu_allocator_tuning_is_idempotent(monkeypatch):
     monkeypatch.setattr(devices, "_ALLOCATOR_TUNED", False)
     monkeypatch.setenv("COLORSR_NO_MALLOC_TUNING", "1")
     assert devices.tune_cpu_allocator() is False
+
+
+@pytest.mark.parametrize("scale", [2, 4, 8])
+@pytest.mark.parametrize("size", [(1, 1), (2, 3), (17, 9), (64, 64)])
+def test_bicubic_upscale_equals_torch_bicubic(scale, size):
+    from colorsr_cli.models.blocks import bicubic_upscale
+
+    x = torch.rand(2, 3, *size, generator=torch.Generator().manual_seed(scale))
+    ref = F.interpolate(x, scale_factor=scale, mode="bicubic", align_corners=False)
+    out = bicubic_upscale(x, scale)
+    assert out.shape == ref.shape and out.dtype == torch.float32
+    assert (out - ref).abs().max() < 2e-6
+    with torch.autocast("cpu", torch.bfloat16):  # the base image ignores autocast
+        assert (bicubic_upscale(x, scale) - ref).abs().max() < 2e-6
+    cl = x.contiguous(memory_format=torch.channels_last)
+    assert (bicubic_upscale(cl, scale) - ref).abs().max() < 2e-6
+
+
+def test_bicubic_upscale_passes_gradients():
+    from colorsr_cli.models.blocks import bicubic_upscale
+
+    x = torch.rand(1, 3, 8, 8, requires_grad=True)
+    bicubic_upscale(x, 4).sum().backward()
+    y = x.detach().clone().requires_grad_(True)
+    F.interpolate(y, scale_factor=4, mode="bicubic", align_corners=False).sum().backward()
+    assert torch.allclose(x.grad, y.grad, atol=1e-5)

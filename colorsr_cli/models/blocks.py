@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+import functools
+import math
+
+import torch
+import torch.nn.functional as F
 from torch import nn
 
 
@@ -114,3 +119,41 @@ def fold_subpixel_tail(up: PixelShuffleUp, tail: nn.Conv2d) -> SubPixelTail:
     with torch.no_grad():
         act.weight.copy_(up.act.weight.detach().repeat_interleave(4))
     return SubPixelTail(up.conv, act, low)
+
+
+def _cubic(t: float, a: float = -0.75) -> float:
+    """Keys' cubic convolution kernel with PyTorch's (and OpenCV's) a = -0.75."""
+    t = abs(t)
+    if t <= 1:
+        return ((a + 2) * t - (a + 3)) * t * t + 1
+    if t < 2:
+        return ((a * t - 5 * a) * t + 8 * a) * t - 4 * a
+    return 0.0
+
+
+@functools.lru_cache(maxsize=16)
+def _bicubic_phase_kernel(scale: int, device: str) -> torch.Tensor:
+    """(scale^2, 1, 5, 5) float32: one 5x5 filter per output sub-pixel (i, j) of an integer
+    bicubic upscale with align_corners=False. Output row scale*y + i samples the input at
+    y + (2i + 1 - scale) / (2 scale), i.e. 4 taps within y-2 .. y+2 for any scale."""
+    taps = torch.zeros(scale, 5, dtype=torch.float64)
+    for i in range(scale):
+        s = (2 * i + 1 - scale) / (2 * scale)
+        f = math.floor(s)
+        for d in range(-1, 3):
+            taps[i, f + d + 2] += _cubic(s - f - d)
+    return torch.einsum("ia,jb->ijab", taps, taps).reshape(scale * scale, 1, 5, 5).float().to(device)
+
+
+def bicubic_upscale(x: torch.Tensor, scale: int) -> torch.Tensor:
+    """F.interpolate(x, scale_factor=scale, mode="bicubic", align_corners=False) for an integer
+    scale, computed in float32 as one small convolution per channel plane (a 5x5 filter per
+    output sub-pixel, replicate padding = PyTorch's clamped border taps) and a PixelShuffle.
+    Same result to float rounding (~5e-7), 3x faster on CPU (measured 3.0 vs 9.3 ms for
+    16x3x64x64 -> 256x256, 12.8 vs 40.7 ms for a 512x512 tile; docs/performance.md); it
+    ignores autocast, the base image of the SR output keeps full precision."""
+    n, c, h, w = x.shape
+    weight = _bicubic_phase_kernel(scale, str(x.device))
+    with torch.autocast(x.device.type, enabled=False):
+        planes = F.pad(x.float().reshape(n * c, 1, h, w).contiguous(), (2, 2, 2, 2), mode="replicate")
+        return F.pixel_shuffle(F.conv2d(planes, weight), scale).reshape(n, c, scale * h, scale * w)

@@ -6,10 +6,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
-from colorsr_cli.models.blocks import PixelShuffleUp, ResidualBlock, conv_bn_act
+from colorsr_cli.models.blocks import PixelShuffleUp, ResidualBlock, bicubic_upscale, conv_bn_act
 
 
 @dataclass(frozen=True)
@@ -61,10 +60,7 @@ class SRGenerator(nn.Module):
         detail = self.tail(self.upsample(x))
         if not self.config.global_skip:
             return torch.sigmoid(detail)
-        # Bicubic runs ~2x faster on a contiguous (NCHW) 3-channel image than channels-last.
-        base = F.interpolate(rgb.contiguous(), scale_factor=self.config.scale, mode="bicubic",
-                             align_corners=False)
-        return (base + detail).clamp(0, 1)
+        return (bicubic_upscale(rgb, self.config.scale) + detail).clamp(0, 1)
 
 
 @dataclass(frozen=True)
