@@ -215,8 +215,8 @@ def video(
     color_weights: str | None = COLOR_WEIGHTS_OPTION,
     sr_weights: str | None = SR_WEIGHTS_OPTION,
     model: ModelChoice = MODEL_OPTION,
-    batch_size: int = typer.Option(8, "--batch-size", "-b", min=1, help="Frames per batch (and tiles "
-                                   "per forward pass)."),
+    batch_size: int | None = typer.Option(None, "--batch-size", "-b", min=1, help="Frames per batch "
+                                          "(default: 16, and on CPU at most 512x512 input pixels)."),
     tile: int | None = TILE_OPTION,
     tile_pad: int = TILE_PAD_OPTION,
     color_size: int = COLOR_SIZE_OPTION,

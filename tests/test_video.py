@@ -15,7 +15,7 @@ from colorsr_cli import video
 from colorsr_cli.cli import app
 from colorsr_cli.errors import VideoError
 from colorsr_cli.pipeline import RestoreOptions, Restorer
-from colorsr_cli.video import ChromaSmoother, VideoOptions, flicker, restore_video
+from colorsr_cli.video import ChromaSmoother, VideoOptions, flicker, frames_per_batch, restore_video
 from colorsr_cli.weightfile import load_weight_file
 
 from .conftest import photo_like
@@ -266,3 +266,21 @@ def test_existing_output_is_refused_unless_overwrite(tmp_path, tiny_weights):
     replaced = _video_cli([str(clip), "--scale", "2", "--overwrite", "--json"], tiny_weights)
     assert replaced.exit_code == 0 and json.loads(replaced.stdout)["size"] == [2 * 64, 2 * 48]
     assert read_clip(default_out)[0][0].shape == (96, 128, 3)
+
+
+def test_frames_per_batch_follows_the_pixel_cap():
+    capped = RestoreOptions(batch_size=16, batch_pixels=512 * 512)
+    assert frames_per_batch(capped, 64, 64) == 16
+    assert frames_per_batch(capped, 320, 240) == 3
+    assert frames_per_batch(capped, 1920, 1080) == 1  # never zero
+    assert frames_per_batch(RestoreOptions(batch_size=16, batch_pixels=0), 1920, 1080) == 16
+    assert frames_per_batch(RestoreOptions(batch_size=0), 64, 64) == 1
+
+
+def test_video_cli_batch_default_is_per_device():
+    from colorsr_cli.cli_common import Precision, device_options
+
+    chosen = device_options(torch.device("cpu"), None, None, Precision.auto)
+    assert chosen["batch_size"] == 16 and chosen["batch_pixels"] == 512 * 512
+    explicit = device_options(torch.device("cpu"), None, 8, Precision.auto)
+    assert explicit["batch_size"] == 8 and explicit["batch_pixels"] == 0
