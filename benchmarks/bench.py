@@ -165,12 +165,13 @@ def video_rows(color, sr, device, frames: int, dtype) -> list[list[str]]:
     import cv2
     import numpy as np
 
-    from colorsr_cli.video import VideoOptions, restore_video
+    from colorsr_cli.video import VideoOptions, frames_per_batch, restore_video
 
     rows = []
     defaults = default_options(device)
     restorer = Restorer(color, sr, RestoreOptions(batch_size=defaults["batch_size"], tile=defaults["tile"],
-                                                  dtype=dtype), device)
+                                                  batch_pixels=defaults["batch_pixels"], dtype=dtype),
+                        device)
     rng = np.random.default_rng(0)
     with tempfile.TemporaryDirectory() as tmp:
         for w, h in ((64, 64), (320, 240)):
@@ -183,6 +184,7 @@ def video_rows(color, sr, device, frames: int, dtype) -> list[list[str]]:
             writer.release()
             result = restore_video(clip, out, restorer, VideoOptions())
             rows.append([f"{w}x{h} -> {4 * w}x{4 * h}", str(result.frames),
+                         str(frames_per_batch(restorer.options, w, h)),
                          f"{result.frames / result.seconds:.2f}"])
     return rows
 
@@ -253,8 +255,8 @@ def main() -> None:
              table(["mode", "tiling", "output MP/s", "seconds", "one-pass SR seconds", "cost vs one pass"],
                    tiled_rows(color, sr, device, seconds, setups, default_dtype)), "",
              "## Video (`restore_video`: decode, colourise, SR, temporal smoothing, encode)", "",
-             table(["clip", "frames", "frames/s"], video_rows(color, sr, device, 8 if args.quick else 48,
-                                                              default_dtype))]
+             table(["clip", "frames", "frames per batch", "frames/s"],
+                   video_rows(color, sr, device, 8 if args.quick else 48, default_dtype))]
     report = "\n".join(parts) + "\n"
     print(report)
     if args.out:
