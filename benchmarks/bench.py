@@ -21,7 +21,7 @@ from torch.utils.flop_counter import FlopCounterMode
 
 from colorsr_cli.devices import PRECISIONS, resolve_device, tune_cpu_allocator
 from colorsr_cli.errors import ColorsrError
-from colorsr_cli.models.blocks import fuse_batchnorm
+from colorsr_cli.models.blocks import bicubic_upscale, fuse_batchnorm
 from colorsr_cli.pipeline import RestoreOptions, Restorer, default_options, inference_copy
 from colorsr_cli.weights import load_model
 
@@ -189,6 +189,23 @@ def video_rows(color, sr, device, frames: int, dtype) -> list[list[str]]:
     return rows
 
 
+def bicubic_rows(device: torch.device, seconds: float) -> list[list[str]]:
+    """The SR output's bicubic base: F.interpolate against blocks.bicubic_upscale (a 5x5
+    convolution per output sub-pixel + PixelShuffle), both float32."""
+    import torch.nn.functional as F
+
+    rows = []
+    for shape in ((16, 3, 64, 64), (1, 3, 512, 512)):
+        x = torch.rand(*shape, device=device)
+        with torch.inference_mode():
+            t_ref = timed(lambda: F.interpolate(x, scale_factor=4, mode="bicubic",  # noqa: B023
+                                                align_corners=False), seconds, device=device)
+            t_conv = timed(lambda: bicubic_upscale(x, 4), seconds, device=device)  # noqa: B023
+        rows.append(["x".join(map(str, shape)), f"{1000 * t_ref:.1f}", f"{1000 * t_conv:.1f}",
+                     f"{t_ref / t_conv:.1f}x"])
+    return rows
+
+
 def table(header: list[str], rows: list[list[str]]) -> str:
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     return "\n".join(lines + ["| " + " | ".join(r) + " |" for r in rows])
@@ -254,6 +271,9 @@ def main() -> None:
              f"batch {d_batch}", "",
              table(["mode", "tiling", "output MP/s", "seconds", "one-pass SR seconds", "cost vs one pass"],
                    tiled_rows(color, sr, device, seconds, setups, default_dtype)), "",
+             "## Bicubic base of the SR output (x4, float32)", "",
+             table(["input", "F.interpolate ms", "bicubic_upscale ms", "speed-up"],
+                   bicubic_rows(device, seconds)), "",
              "## Video (`restore_video`: decode, colourise, SR, temporal smoothing, encode)", "",
              table(["clip", "frames", "frames per batch", "frames/s"],
                    video_rows(color, sr, device, 8 if args.quick else 48, default_dtype))]
