@@ -4,7 +4,9 @@ This is the only module that talks to the terminal."""
 from __future__ import annotations
 
 import json
+import signal
 import sys
+import threading
 import time
 from dataclasses import asdict
 from pathlib import Path
@@ -413,7 +415,16 @@ train_app.command("color")(cli_train.train_color_cmd)
 train_app.command("sr")(cli_train.train_sr_cmd)
 
 
+def _terminate_like_ctrl_c(signum, frame) -> None:
+    raise KeyboardInterrupt
+
+
 def main() -> None:
+    # SIGTERM (`kill`, a batch scheduler's time limit) is handled like Ctrl-C: the commands'
+    # interrupt paths delete partial files, keep finished outputs and exit with 130. Without
+    # this, Python dies at once and a temporary output file can stay behind.
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGTERM, _terminate_like_ctrl_c)
     try:
         app()
     except ColorsrError as exc:

@@ -201,7 +201,9 @@ def _outputs(folder: Path) -> dict[str, tuple[int, int]]:
     return {p.name: (p.stat().st_ino, p.stat().st_mtime_ns) for p in folder.iterdir()}
 
 
-def test_ctrl_c_leaves_only_complete_outputs_and_a_rerun_finishes(tiny_weights, tmp_path):
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM], ids=["ctrl-c", "sigterm"])
+def test_ctrl_c_leaves_only_complete_outputs_and_a_rerun_finishes(tiny_weights, tmp_path, signum):
+    """Ctrl-C, and SIGTERM (`kill`, a job scheduler's time limit) the same way."""
     source, out = tmp_path / "in", tmp_path / "out"
     for k in range(40):
         _save(source / f"img{k:02d}.png", photo_like(96, 96, k, gray=True))
@@ -220,7 +222,7 @@ def test_ctrl_c_leaves_only_complete_outputs_and_a_rerun_finishes(tiny_weights, 
             assert proc.poll() is None, proc.communicate()
             assert time.monotonic() < deadline, "no output appeared"
             time.sleep(0.01)
-        proc.send_signal(signal.SIGINT)
+        proc.send_signal(signum)
         _, stderr = proc.communicate(timeout=30)
     finally:
         proc.kill()
