@@ -33,6 +33,8 @@ def eval_cmd(
     precision: Precision = typer.Option(Precision.fp32, "--precision"),
     limit: int | None = typer.Option(None, "--limit", help="Only the first N photos (sorted)."),
     as_json: bool = typer.Option(False, "--json", help="Print the summary as JSON on stdout."),
+    by_folder: bool = typer.Option(False, "--by-folder", help="Also a table per top-level folder "
+                                   "(summary.json always has them when there are several)."),
 ) -> None:
     """Score the pipeline and baselines on real photos (protocol: 256x256 truth, 64x64 gray input).
 
@@ -98,15 +100,17 @@ def eval_cmd(
         out.print_json(json.dumps(summary))
     else:
         out.print(_table(summary))
+        for folder, part in summary.get("by_folder", {}).items() if by_folder else ():
+            out.print(_table(part, f"{folder}: "))
         out.print(f"report: {', '.join(str(p) for p in paths_written.values())}", highlight=False)
     if report.failures:
         raise typer.Exit(1)
 
 
-def _table(summary: dict) -> Table:
+def _table(summary: dict, prefix: str = "") -> Table:
     metrics = summary["metrics"]
     truth = summary["truth"]["colorfulness"]
-    title = f"colorsr eval: {summary['n_images']} photos"
+    title = f"{prefix or 'colorsr eval: '}{summary['n_images']} photos"
     table = Table(title=title + (f" (truth colourfulness {truth:.1f})" if truth is not None else ""))
     table.add_column("method")
     for m in metrics:

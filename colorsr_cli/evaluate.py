@@ -81,19 +81,37 @@ class EvalReport:
     protocol: str = "truth = 256x256 centre crop (area), input = 64x64 area-downsampled luminance"
     rows: list[dict] = field(default_factory=list)  # one per image x method
     truth_colorfulness: list[float] = field(default_factory=list)
+    images: list[str] = field(default_factory=list)  # scored photos, in truth_colorfulness's order
     failures: list[tuple[str, str]] = field(default_factory=list)
     sheet_rows: list[tuple[float, str, list[torch.Tensor]]] = field(default_factory=list)
 
     def summary(self) -> dict:
-        names = list(dict.fromkeys(r["method"] for r in self.rows))
-        methods = {n: {m: float(np.mean([r[m] for r in self.rows if r["method"] == n])) for m in self.metrics}
+        """Means over all photos; with photos in two or more top-level folders (the data's
+        subsets: Kodak, BSDS500, ...) also the same means per folder, under "by_folder"."""
+        out = {"protocol": self.protocol} | self._means(self.rows, self.truth_colorfulness)
+        folders = {folder_of(image) for image in self.images}
+        if len(folders) > 1:
+            out["by_folder"] = {
+                folder: self._means([r for r in self.rows if folder_of(r["image"]) == folder],
+                                    [c for i, c in zip(self.images, self.truth_colorfulness)
+                                     if folder_of(i) == folder])
+                for folder in sorted(folders)}
+        return out | {"failures": [{"file": f, "reason": r} for f, r in self.failures]}
+
+    def _means(self, rows: list[dict], truth_colorfulness: list[float]) -> dict:
+        names = list(dict.fromkeys(r["method"] for r in rows))
+        methods = {n: {m: float(np.mean([r[m] for r in rows if r["method"] == n])) for m in self.metrics}
                    for n in names}
-        scored = [c for c in self.truth_colorfulness if c == c]  # NaN: not measured for that photo
-        return {"protocol": self.protocol,
-                "n_images": len(self.truth_colorfulness), "metrics": self.metrics, "methods": methods,
+        scored = [c for c in truth_colorfulness if c == c]  # NaN: not measured for that photo
+        return {"n_images": len(truth_colorfulness), "metrics": self.metrics, "methods": methods,
                 # None (JSON null) rather than NaN, which is not valid JSON
-                "truth": {"colorfulness": float(np.mean(scored)) if scored else None},
-                "failures": [{"file": f, "reason": r} for f, r in self.failures]}
+                "truth": {"colorfulness": float(np.mean(scored)) if scored else None}}
+
+
+def folder_of(relative: str) -> str:
+    """The top-level folder of a photo's path relative to its input root ("." if none)."""
+    parts = Path(relative).parts
+    return parts[0] if len(parts) > 1 else "."
 
 
 def evaluate(jobs: list[ImageJob], methods: dict[str, Method], metrics: list[str], batch_size: int = 32,
@@ -122,6 +140,7 @@ def _score_chunk(report: EvalReport, chunk: list[ImageJob], truth: torch.Tensor,
                  inputs: list[torch.Tensor], methods: dict[str, Method], metrics: list[str]) -> None:
     outputs = {name: torch.stack(method(inputs)).float().clamp(0, 1) for name, method in methods.items()}
     report.truth_colorfulness += colorfulness(truth).tolist()
+    report.images += [str(job.relative) for job in chunk]
     for name, out in outputs.items():
         scores = {m: METRICS[m](out, truth).tolist() for m in metrics}
         for k, job in enumerate(chunk):
@@ -206,4 +225,5 @@ def evaluate_sr_literature(jobs: list[ImageJob], sr_only: Restorer, border: int 
             report.rows.append({"image": str(job.relative), "method": name,
                                 "psnr_y": psnr(x, y, "y").item(), "ssim_y": ssim(x, y, "y").item()})
         report.truth_colorfulness.append(float("nan"))
+        report.images.append(str(job.relative))
     return report

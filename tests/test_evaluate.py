@@ -93,3 +93,36 @@ def test_sr_literature_protocol(tiny_weights, tmp_path):
     assert summary["protocol"].startswith("SR literature") and summary["truth"]["colorfulness"] is None
     on_disk = (tmp_path / "rep" / "summary.json").read_text()
     json.loads(on_disk, parse_constant=lambda c: pytest.fail(f"invalid JSON constant {c}"))
+
+
+def test_eval_means_per_top_level_folder(tiny_weights, tmp_path):
+    photos = tmp_path / "photos"
+    for folder, count in (("kodak", 2), ("bsds", 3)):
+        (photos / folder / "deeper").mkdir(parents=True)
+        for k in range(count):
+            Image.fromarray(photo_like(96, 128, k + 7 * count)).save(photos / folder / "deeper" / f"p{k}.png")
+    r = CliRunner().invoke(app, ["eval", str(photos), "--out", str(tmp_path / "rep"), "--psnr",
+                                 "--colorfulness", "--by-folder", "-w", str(tiny_weights[0]),
+                                 "-w", str(tiny_weights[1])], terminal_width=200)
+    assert r.exit_code == 0, r.output
+    assert "kodak: 2 photos" in r.stdout and "bsds: 3 photos" in r.stdout
+    summary = json.loads((tmp_path / "rep" / "summary.json").read_text())
+    parts = summary["by_folder"]
+    assert {k: v["n_images"] for k, v in parts.items()} == {"bsds": 3, "kodak": 2}
+    for metric in ("psnr", "colorfulness"):
+        overall = summary["methods"]["full"][metric]
+        weighted = sum(v["n_images"] * v["methods"]["full"][metric] for v in parts.values()) / 5
+        assert weighted == pytest.approx(overall)
+    truth = sum(v["n_images"] * v["truth"]["colorfulness"] for v in parts.values()) / 5
+    assert truth == pytest.approx(summary["truth"]["colorfulness"])
+
+
+def test_eval_of_one_folder_has_no_breakdown(tiny_weights, tmp_path):
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    for k in range(2):
+        Image.fromarray(photo_like(96, 96, k)).save(photos / f"p{k}.png")
+    r = CliRunner().invoke(app, ["eval", str(photos), "--out", str(tmp_path / "rep"), "--psnr", "--json",
+                                 "-w", str(tiny_weights[0]), "-w", str(tiny_weights[1])])
+    assert r.exit_code == 0, r.output
+    assert "by_folder" not in json.loads(r.stdout)
