@@ -143,7 +143,8 @@ def export(
     name: str | None = typer.Option(None, "--name", help="Manifest name (default: the run folder's name)."),
     half: bool = typer.Option(True, "--half/--full", help="Store weights as fp16 (half the size)."),
     checkpoint: Path | None = typer.Option(None, "--checkpoint", help="Export this training checkpoint "
-                                           "(e.g. RUN_DIR/last.pt) instead of best.pt."),
+                                           "(e.g. RUN_DIR/last.pt) or weight file (a saved copy of best.pt) "
+                                           "instead of best.pt."),
     chroma_gain: float | None = typer.Option(None, "--chroma-gain", help="Colourisers: calibrated gain "
                                              "on the predicted chroma, stored in the file."),
     manifest: Path | None = typer.Option(None, "--into-manifest", help="Also add the entry to this "

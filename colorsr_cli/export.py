@@ -20,6 +20,10 @@ def generator_from_checkpoint(run_dir: Path, checkpoint: Path) -> tuple[nn.Modul
     L1 (which favours the dullest colours), so any checkpoint can be exported, not only best.pt."""
     recipe = json.loads((Path(run_dir) / "recipe.json").read_text())
     state = safe_torch_load(checkpoint)
+    if "arch" in state and "state_dict" in state:  # a weight file (best.pt or a copy of one)
+        model, meta = load_weight_file(checkpoint)
+        return model.eval(), {"step": int(meta.get("step", -1)), "checkpoint": Path(checkpoint).name,
+                              "weights": "weight file"}
     if "l1_weight" in recipe:  # the colour recipe
         model = build_model("colorizer_unet", {"width": recipe["width"], "depth": recipe["depth"]})
     else:

@@ -1,5 +1,6 @@
 import json
 import os
+import shutil
 import subprocess
 import sys
 
@@ -171,6 +172,12 @@ def test_export_any_checkpoint(data_dir, tmp_path):
     assert entry["config"]["global_skip"] is True and meta["step"] == 2
     ckpt = torch.load(run / "last.pt", weights_only=True)
     assert all(torch.equal(v, model.state_dict()[k]) for k, v in ckpt["G"].items())
+    # a copy of best.pt (a weight file, not a checkpoint) is accepted too
+    shutil.copy(run / "best.pt", tmp_path / "best_copy.pt")
+    export_run(run, tmp_path / "b.pt", "b", half=False, checkpoint=tmp_path / "best_copy.pt")
+    best, _ = load_weight_file(run / "best.pt")
+    again, _ = load_weight_file(tmp_path / "b.pt")
+    assert all(torch.equal(v, again.state_dict()[k]) for k, v in best.state_dict().items())
 
 
 def test_export_with_chroma_gain_is_carried_by_the_file(tiny_weights, tmp_path):

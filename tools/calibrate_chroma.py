@@ -43,7 +43,8 @@ def holdout(run_dir: Path, limit: int) -> tuple[torch.Tensor, torch.Tensor]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("run_dir", type=Path)
-    parser.add_argument("--checkpoint", type=Path, help="a training checkpoint [default: best.pt]")
+    parser.add_argument("--checkpoint", type=Path,
+                        help="a training checkpoint or a weight file (default: best.pt)")
     parser.add_argument("--limit", type=int, default=500)
     parser.add_argument("--min-colorfulness", type=float, default=0.45)
     parser.add_argument("--tta", action="store_true", help="average with the mirrored prediction")
