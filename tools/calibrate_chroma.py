@@ -48,6 +48,7 @@ def main() -> None:
     parser.add_argument("--limit", type=int, default=500)
     parser.add_argument("--min-colorfulness", type=float, default=0.45)
     parser.add_argument("--tta", action="store_true", help="average with the mirrored prediction")
+    parser.add_argument("--gains", type=float, nargs="+", default=list(GAINS), help="gains to try")
     args = parser.parse_args()
     if args.checkpoint:
         model, _ = generator_from_checkpoint(args.run_dir, args.checkpoint)
@@ -65,7 +66,7 @@ def main() -> None:
           f"truth colourfulness {target:.1f}")
     print("gain  PSNR(dB)  vs gray  ab_error  vs gray  colourfulness  vs truth")
     best = None
-    for gain in GAINS:
+    for gain in args.gains:
         out = lab_to_rgb(torch.cat((L, ab * gain), 1))
         p = psnr(out, truth).mean().item()
         e = ab_error(out, truth).mean().item()
