@@ -202,6 +202,14 @@ def test_resume_with_a_new_learning_rate_uses_it(data_dir, tmp_path):
     ckpt = torch.load(tmp_path / "r" / "last.pt", weights_only=True)
     assert ckpt["step"] == 3
     assert all(g["lr"] == 1e-5 for g in ckpt["opt_g"]["param_groups"] + ckpt["opt_d"]["param_groups"])
+    # recipe.json keeps the first options; the resumed ones are recorded beside it
+    run = tmp_path / "r"
+    assert json.loads((run / "recipe.json").read_text())["lr"] == 2e-4
+    resumed = json.loads((run / "recipe.resume-step0000002.json").read_text())
+    assert (resumed["lr"], resumed["max_steps"]) == (1e-5, 3)
+    events = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    changed = [e["changed"] for e in events if e.get("event") == "resumed"]
+    assert changed == [{"lr": [2e-4, 1e-5], "max_steps": [2, 3]}]
 
 
 def test_color_pretrain_ema_and_lr_decay_resume_bit_for_bit(data_dir, tmp_path):

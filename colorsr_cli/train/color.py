@@ -157,7 +157,9 @@ def train_color(recipe: ColorRecipe, resume: bool = False, reporter: Reporter | 
         if G_ema is not None:
             parts["G_ema"] = G_ema
         step, best_val = resume_training_state(Path(recipe.out) / "last.pt", recipe.lr, **parts)
-        reporter.on_event(f"resumed from step {step}")
+        changed = run.record_resume(recipe, step)
+        reporter.on_event(f"resumed from step {step}" + (
+            f" with changed options: {', '.join(sorted(changed))}" if changed else ""))
     else:
         run.write_recipe(recipe)
     if ddp.world > 1:

@@ -159,6 +159,27 @@ class RunLog:
             tmp.write_text(json.dumps(asdict(recipe), indent=2, default=str))
             os.replace(tmp, self.folder / "recipe.json")
 
+    def record_resume(self, recipe: Any, step: int) -> dict[str, list]:
+        """A resumed run whose options differ from recipe.json (a longer run, a lower lr) keeps
+        recipe.json as first written and records what changed: the full new recipe as
+        recipe.resume-stepNNNNNNN.json and {option: [old, new]} in metrics.jsonl. Returns the
+        changes (empty when the options are the same)."""
+        if not self.enabled:
+            return {}
+        new = json.loads(json.dumps(asdict(recipe), default=str))
+        try:
+            old = json.loads((self.folder / "recipe.json").read_text())
+        except (OSError, ValueError):
+            old = {}
+        changed = {k: [old.get(k), v] for k, v in new.items() if old.get(k) != v}
+        if changed:
+            path = self.folder / f"recipe.resume-step{step:07d}.json"
+            tmp = self.folder / f".{path.name}.tmp"
+            tmp.write_text(json.dumps(new, indent=2))
+            os.replace(tmp, path)
+        self.log({"step": step, "event": "resumed", "changed": changed})
+        return changed
+
     def log(self, record: dict[str, Any]) -> None:
         if self.enabled:
             with open(self.folder / "metrics.jsonl", "a") as f:

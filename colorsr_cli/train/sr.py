@@ -167,7 +167,9 @@ def train_sr(recipe: SRRecipe, resume: bool = False, reporter: Reporter | None =
     if resume:
         step, best_val = resume_training_state(Path(recipe.out) / "last.pt", recipe.lr,
                                                G=G, D=D, opt_g=opt_g, opt_d=opt_d)
-        reporter.on_event(f"resumed from step {step}")
+        changed = run.record_resume(recipe, step)
+        reporter.on_event(f"resumed from step {step}" + (
+            f" with changed options: {', '.join(sorted(changed))}" if changed else ""))
     else:
         run.write_recipe(recipe)
     if ddp.world > 1:
