@@ -10,7 +10,7 @@ from torch import nn
 
 from colorsr_cli.errors import WeightsError
 from colorsr_cli.models import ARCHITECTURES, arch_name_of, build_model, config_dict
-from colorsr_cli.weightfile import load_weight_file, safe_torch_load, save_weight_file
+from colorsr_cli.weightfile import load_weight_file, model_from_weight_blob, safe_torch_load, save_weight_file
 from colorsr_cli.weights import sha256_file
 
 
@@ -18,12 +18,12 @@ def generator_from_checkpoint(run_dir: Path, checkpoint: Path) -> tuple[nn.Modul
     """The generator held in a training checkpoint (last.pt or a copy of it), built from the
     run's recipe.json. GAN runs are often best judged by eval metrics rather than validation
     L1 (which favours the dullest colours), so any checkpoint can be exported, not only best.pt."""
-    recipe = json.loads((Path(run_dir) / "recipe.json").read_text())
     state = safe_torch_load(checkpoint)
     if "arch" in state and "state_dict" in state:  # a weight file (best.pt or a copy of one)
-        model, meta = load_weight_file(checkpoint)
-        return model.eval(), {"step": int(meta.get("step", -1)), "checkpoint": Path(checkpoint).name,
-                              "weights": "weight file"}
+        model, meta = model_from_weight_blob(state, checkpoint)
+        return model, {"step": int(meta.get("step", -1)), "checkpoint": Path(checkpoint).name,
+                       "weights": "weight file"}
+    recipe = json.loads((Path(run_dir) / "recipe.json").read_text())
     if "l1_weight" in recipe:  # the colour recipe
         model = build_model("colorizer_unet", {"width": recipe["width"], "depth": recipe["depth"]})
     else:

@@ -39,6 +39,14 @@ class RestoreOptions:
     saturation: float = 1.0  # gain on the predicted chroma (a, b): < 1 tones colours down
     dtype: torch.dtype = torch.float32  # compute precision (bf16/fp16 via autocast)
 
+    def per_pass(self, height: int, width: int) -> int:
+        """How many height x width inputs go through a network together: batch_size, capped at
+        batch_pixels input pixels where set, at least one."""
+        n = max(1, self.batch_size)
+        if self.batch_pixels:
+            n = min(n, max(1, self.batch_pixels // max(1, height * width)))
+        return n
+
 
 # Per-device defaults for the commands (RestoreOptions' own defaults are the portable ones).
 # Chosen by measurement (benchmarks/bench.py, docs/performance.md): on CPU, large tiles keep the
@@ -162,9 +170,7 @@ class Restorer:
         for k, x in enumerate(inputs):
             by_shape.setdefault(tuple(x.shape), []).append(k)
         for shape, idx in by_shape.items():
-            bs = max(1, self.options.batch_size)
-            if self.options.batch_pixels:
-                bs = max(1, min(bs, self.options.batch_pixels // (shape[-1] * shape[-2])))
+            bs = self.options.per_pass(shape[-2], shape[-1])
             for start in range(0, len(idx), bs):
                 chunk = idx[start:start + bs]
                 with self._autocast():

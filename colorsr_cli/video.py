@@ -407,10 +407,7 @@ def frames_per_batch(options, width: int, height: int) -> int:
     input pixels per pass (options.batch_pixels, CPU) no more frames than fit in that cap, at
     least one. Frames go through the network together, so a batch of large frames would
     outgrow the caches (and, at 4x, memory: one 1080p frame restores to 398 MB of float32)."""
-    n = max(1, options.batch_size)
-    if options.batch_pixels:
-        n = min(n, max(1, options.batch_pixels // max(1, width * height)))
-    return n
+    return options.per_pass(height, width)
 
 
 def _estimate_total(info: VideoInfo, first: int, stop: int | None) -> int | None:

@@ -59,7 +59,11 @@ def safe_torch_load(path: Path) -> Any:
 def load_weight_file(path: Path) -> tuple[nn.Module, dict[str, Any]]:
     """Build the model a weight file describes, load its weights (as fp32), return (model, meta).
     The model is in eval mode."""
-    blob = safe_torch_load(path)
+    return model_from_weight_blob(safe_torch_load(path), path)
+
+
+def model_from_weight_blob(blob: Any, path: Path) -> tuple[nn.Module, dict[str, Any]]:
+    """load_weight_file for a file already read (safe_torch_load); path names it in errors."""
     if not isinstance(blob, dict) or blob.get("format") != FORMAT:
         raise WeightsError(f"{path}: not a colorsr weight file (expected format {FORMAT})")
     arch = blob.get("arch")

@@ -153,11 +153,11 @@ class RunLog:
         if self.enabled:
             self.folder.mkdir(parents=True, exist_ok=True)
 
-    def write_recipe(self, recipe: Any) -> None:
+    def write_recipe(self, recipe: Any, name: str = "recipe.json") -> None:
         if self.enabled:
-            tmp = self.folder / ".recipe.json.tmp"
+            tmp = self.folder / f".{name}.tmp"
             tmp.write_text(json.dumps(asdict(recipe), indent=2, default=str))
-            os.replace(tmp, self.folder / "recipe.json")
+            os.replace(tmp, self.folder / name)
 
     def record_resume(self, recipe: Any, step: int) -> dict[str, list]:
         """A resumed run whose options differ from recipe.json (a longer run, a lower lr) keeps
@@ -173,10 +173,7 @@ class RunLog:
             old = {}
         changed = {k: [old.get(k), v] for k, v in new.items() if old.get(k) != v}
         if changed:
-            path = self.folder / f"recipe.resume-step{step:07d}.json"
-            tmp = self.folder / f".{path.name}.tmp"
-            tmp.write_text(json.dumps(new, indent=2))
-            os.replace(tmp, path)
+            self.write_recipe(recipe, f"recipe.resume-step{step:07d}.json")
         self.log({"step": step, "event": "resumed", "changed": changed})
         return changed
 
