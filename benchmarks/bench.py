@@ -12,6 +12,7 @@ import argparse
 import contextlib
 import copy
 import platform
+import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -63,7 +64,8 @@ def conv_peak(device: torch.device, dtype: torch.dtype, seconds: float) -> dict[
     """GFLOP/s of a large, well-shaped 3x3 convolution in both memory layouts: the practical
     peak for conv nets on this device (the larger of the two is the reference)."""
     conv = torch.nn.Conv2d(128, 128, 3, padding=1).to(device, dtype)
-    x = torch.randn(8, 128, 96, 96, device=device, dtype=dtype)
+    # A GPU needs a bigger problem than a CPU to be busy for longer than a kernel launch.
+    x = torch.randn(8 if device.type == "cpu" else 256, 128, 96, 96, device=device, dtype=dtype)
     work = flops_of(lambda: conv(x))
     nchw = work / timed(lambda: conv(x), seconds, device=device) / 1e9
     cl_format = torch.channels_last
@@ -223,6 +225,17 @@ def table(header: list[str], rows: list[list[str]]) -> str:
     return "\n".join(lines + ["| " + " | ".join(r) + " |" for r in rows])
 
 
+def section(header: list[str], rows: Callable[[], list[list[str]]]) -> str:
+    """A table, printed as soon as it is measured; a section that fails (a device path that
+    breaks) is reported in its place and the other sections still run."""
+    try:
+        text = table(header, rows())
+    except Exception as exc:  # noqa: BLE001 - any failure is reported, the run goes on
+        text = f"(this section failed: {type(exc).__name__}: {exc})"
+    print(text + "\n", file=sys.stderr, flush=True)
+    return text
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="fewer settings, shorter timings")
@@ -232,6 +245,10 @@ def main() -> None:
     parser.add_argument("--sr-weights", default=None)
     parser.add_argument("--fast-sr-weights", default="colorsr-sr-fast-v1",
                         help="the --model fast SR network ('' to skip)")
+    parser.add_argument("--seconds", type=float, default=None,
+                        help="timing per setting (default 0.5 with --quick, else 2)")
+    parser.add_argument("--no-compile", action="store_true",
+                        help="leave out the torch.compile rows (their compiles take minutes)")
     parser.add_argument("--no-malloc-tuning", action="store_true",
                         help="leave glibc's allocator as it is (to measure what tuning it gives)")
     args = parser.parse_args()
@@ -239,9 +256,10 @@ def main() -> None:
         tune_cpu_allocator()
     device = resolve_device(args.device)
     cuda = device.type == "cuda"
-    seconds = 0.5 if args.quick else 2.0
+    seconds = args.seconds or (0.5 if args.quick else 2.0)
     batches = [1, 4, 16] if args.quick else [1, 4, 16, 64]
-    variants = ["seed-form", "inference"] if args.quick else ["seed-form", "inference", "compile"]
+    variants = ["seed-form", "inference"] if args.quick or args.no_compile else \
+        ["seed-form", "inference", "compile"]
     defaults = default_options(device)
     default_dtype = PRECISIONS[defaults["precision"]]
     dtypes = [torch.float32] + ([torch.bfloat16] if default_dtype is torch.bfloat16 else [])
@@ -258,6 +276,7 @@ def main() -> None:
     peaks = {dtype: max(v.values()) for dtype, v in layouts.items()}
     mm_peak = matmul_peak(device, seconds)
     d_tile, d_batch = defaults["tile"], defaults["batch_size"]
+    pipeline_batches = batches + ([64] if cuda and args.quick else [])
     setups = [("sr-only", 128, 16, 16), ("sr-only", 256, 16, 1), ("sr-only", 256, 16, 4),
               ("sr-only", 384, 16, 1), ("sr-only", 384, 16, 4), ("sr-only", 512, 16, 1),
               ("full", d_tile, 16, d_batch)]
@@ -267,28 +286,28 @@ def main() -> None:
     parts = [f"Machine: {machine()}; device {device}; glibc allocator "
              f"{'as is' if args.no_malloc_tuning else 'tuned (devices.tune_cpu_allocator)'}.", "",
              f"Matrix-product rate (4096x4096 fp32): {mm_peak:.0f} GFLOP/s. Measured conv peak "
-             "(3x3 conv, 128->128 channels, 8x96x96), counted as direct-convolution FLOPs:", "",
+             f"(3x3 conv, 128->128 channels, {8 if device.type == 'cpu' else 256}x96x96), counted as "
+             "direct-convolution FLOPs:", "",
              *peak_lines, "",
              "## Stages (one forward pass on 64x64 inputs)", "",
              "GFLOP/image is the network's own work (BatchNorm folded), counted with "
              "torch.utils.flop_counter; the inference form executes ~6 % more for the SR tail fold, "
              "which is not credited. `of peak` = GFLOP/s / peak.", "",
-             table(["stage", "variant", "dtype", "batch", "images/s", "GFLOP/image", "GFLOP/s", "of peak"],
-                   stage_rows(models, batches, device, seconds, peaks, variants, dtypes)), "",
+             section(["stage", "variant", "dtype", "batch", "images/s", "GFLOP/image", "GFLOP/s", "of peak"],
+                     lambda: stage_rows(models, batches, device, seconds, peaks, variants, dtypes)), "",
              "## Whole pipeline (colourise + SR, through Restorer)", "",
-             table(["input", "dtype", "batch", "throughput", "output MP/s"],
-                   pipeline_rows(color, sr, device, seconds, batches + ([64] if cuda and args.quick else []),
-                                 default_dtype)), "",
+             section(["input", "dtype", "batch", "throughput", "output MP/s"],
+                     lambda: pipeline_rows(color, sr, device, seconds, pipeline_batches, default_dtype)), "",
              f"## Tiled restore of a 640x480 input (output 2560x1920); device default: tile {d_tile}, "
              f"batch {d_batch}", "",
-             table(["mode", "tiling", "output MP/s", "seconds", "one-pass SR seconds", "cost vs one pass"],
-                   tiled_rows(color, sr, device, seconds, setups, default_dtype)), "",
+             section(["mode", "tiling", "output MP/s", "seconds", "one-pass SR seconds", "cost vs one pass"],
+                     lambda: tiled_rows(color, sr, device, seconds, setups, default_dtype)), "",
              "## Bicubic base of the SR output (x4, float32)", "",
-             table(["input", "F.interpolate ms", "bicubic_upscale ms", "speed-up"],
-                   bicubic_rows(device, seconds)), "",
+             section(["input", "F.interpolate ms", "bicubic_upscale ms", "speed-up"],
+                     lambda: bicubic_rows(device, seconds)), "",
              "## Video (`restore_video`: decode, colourise, SR, temporal smoothing, encode)", "",
-             table(["clip", "frames", "frames per batch", "frames/s"],
-                   video_rows(color, sr, device, 8 if args.quick else 48, default_dtype))]
+             section(["clip", "frames", "frames per batch", "frames/s"],
+                     lambda: video_rows(color, sr, device, 8 if args.quick else 48, default_dtype))]
     report = "\n".join(parts) + "\n"
     print(report)
     if args.out:
@@ -296,8 +315,8 @@ def main() -> None:
         notes = ""
         if args.out.exists() and NOTES_MARKER in (old := args.out.read_text()):
             notes = "\n" + NOTES_MARKER + old.split(NOTES_MARKER, 1)[1]
-        args.out.write_text(f"# Performance\n\nCommand: `python benchmarks/bench.py"
-                            f"{' --quick' if args.quick else ''} --device {args.device}`\n\n{report}{notes}")
+        command = " ".join(["python benchmarks/bench.py", *sys.argv[1:]])
+        args.out.write_text(f"# Performance\n\nCommand: `{command}`\n\n{report}{notes}")
 
 
 if __name__ == "__main__":

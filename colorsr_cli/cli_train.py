@@ -70,6 +70,8 @@ def train_color_cmd(
     lr_decay_start: float = typer.Option(1.0, "--lr-decay-start", help="Fraction of the run after which "
                                          "the lr decays linearly to 0 (pix2pix: 0.5). 1 = constant."),
     val_every: int | None = typer.Option(None, "--val-every", help="Steps (default: each epoch)."),
+    checkpoint_every: int = typer.Option(500, "--checkpoint-every", help="Steps between last.pt "
+                                         "saves (a fast GPU wants fewer, larger intervals)."),
     seed: int = typer.Option(0, "--seed"), device: str = typer.Option("auto", "--device"),
     amp: bool = typer.Option(True, "--amp/--no-amp",
                              help="bf16 mixed precision (CUDA, and CPUs with native bf16)."),
@@ -87,7 +89,8 @@ def train_color_cmd(
                          l1_weight=l1_weight, width=width, depth=depth, disc_sigmoid=disc_sigmoid,
                          adv_weight=adv_weight, pretrain_steps=pretrain_steps, ema=ema,
                          lr_decay_start=lr_decay_start, val_every=val_every, seed=seed,
-                         device=device, amp=amp, workers=workers, threads=threads)
+                         checkpoint_every=checkpoint_every, device=device, amp=amp, workers=workers,
+                         threads=threads)
     run = _run(train_color, recipe, resume)
     if os.environ.get("RANK", "0") == "0":
         out.print(f"best model: {run / 'best.pt'}  (export with: colorsr export {run})", highlight=False)
@@ -114,6 +117,7 @@ def train_sr_cmd(
                                   "(ESPCN-style tail on the input grid: the fast model)."),
     disc_width: int = typer.Option(64, "--disc-width"),
     val_every: int | None = typer.Option(None, "--val-every"), seed: int = typer.Option(0, "--seed"),
+    checkpoint_every: int = typer.Option(500, "--checkpoint-every", help="Steps between last.pt saves."),
     device: str = typer.Option("auto", "--device"), amp: bool = typer.Option(True, "--amp/--no-amp"),
     workers: int = typer.Option(0, "--workers"), threads: int | None = typer.Option(None, "--threads"),
     resume: bool = typer.Option(False, "--resume"),
@@ -129,8 +133,8 @@ def train_sr_cmd(
                       pixel_weight=pixel_weight, channels=channels, blocks=blocks, head_kernel=head_kernel,
                       tail_kernel=tail_kernel, global_skip=global_skip, upsampler=upsampler,
                       disc_width=disc_width,
-                      val_every=val_every, seed=seed, device=device, amp=amp, workers=workers,
-                      threads=threads)
+                      val_every=val_every, seed=seed, checkpoint_every=checkpoint_every, device=device,
+                      amp=amp, workers=workers, threads=threads)
     run = _run(train_sr, recipe, resume)
     if os.environ.get("RANK", "0") == "0":
         out.print(f"best model: {run / 'best.pt'}  (export with: colorsr export {run})", highlight=False)

@@ -170,7 +170,7 @@ def train_color(recipe: ColorRecipe, resume: bool = False, reporter: Reporter | 
     def sample(i: int, rng: np.random.Generator) -> torch.Tensor:
         return photo_to_sample(photos.load(i), recipe.size, rng)
 
-    def step_fn(rgb: torch.Tensor, step: int) -> dict[str, float]:
+    def step_fn(rgb: torch.Tensor, step: int) -> dict[str, torch.Tensor]:
         lr = scheduled_lr(recipe, step, total)
         for opt in (opt_g, opt_d):
             for group in opt.param_groups:
@@ -198,7 +198,7 @@ def train_color(recipe: ColorRecipe, resume: bool = False, reporter: Reporter | 
 
     schedule = Schedule(Path(recipe.out), recipe.seed, recipe.batch_size, total, steps_per_epoch,
                         recipe.val_every or steps_per_epoch, recipe.checkpoint_every,
-                        recipe.log_every, recipe.workers)
+                        recipe.log_every, recipe.workers, pin_memory=device.type == "cuda")
     run_loop(schedule, ddp, run, reporter, train_idx, sample, step_fn,
              lambda step: validate(judged, val_batch, device, recipe.batch_size * 4, run, step),
              save_best, state, step, best_val)
@@ -217,13 +217,12 @@ def scheduled_lr(recipe: ColorRecipe, step: int, total: int) -> float:
 def update_ema(avg: torch.nn.Module, model: torch.nn.Module, decay: float) -> None:
     """avg <- decay * avg + (1 - decay) * model for parameters; buffers (BatchNorm running
     statistics) are copied, since averaging them would describe no real network."""
-    for a, p in zip(avg.parameters(), model.parameters()):
-        a.lerp_(p.detach(), 1.0 - decay)
+    torch._foreach_lerp_(list(avg.parameters()), [p.detach() for p in model.parameters()], 1.0 - decay)
     for a, b in zip(avg.buffers(), model.buffers()):
         a.copy_(b)
 
 
-def l1_step(G, opt_g, rgb: torch.Tensor, amp: bool) -> dict[str, float]:
+def l1_step(G, opt_g, rgb: torch.Tensor, amp: bool) -> dict[str, torch.Tensor]:
     """One L1-only generator update (the pre-training phase)."""
     with torch.autocast(rgb.device.type, torch.bfloat16, enabled=amp):
         L, ab = split_lab(rgb.float())
@@ -231,8 +230,8 @@ def l1_step(G, opt_g, rgb: torch.Tensor, amp: bool) -> dict[str, float]:
 
 
 def pix2pix_step(G, D, opt_g, opt_d, rgb: torch.Tensor, l1_weight: float, amp: bool,
-                 adv_weight: float = 1.0) -> dict[str, float]:
-    """One D update then one G update on an RGB batch; returns the losses."""
+                 adv_weight: float = 1.0) -> dict[str, torch.Tensor]:
+    """One D update then one G update on an RGB batch; returns the losses (detached tensors)."""
     with torch.autocast(rgb.device.type, torch.bfloat16, enabled=amp):
         L, ab = split_lab(rgb.float())
         fake_ab = G(L)
@@ -254,7 +253,7 @@ def pix2pix_step(G, D, opt_g, opt_d, rgb: torch.Tensor, l1_weight: float, amp: b
     loss_g.backward()
     opt_g.step()
     critic.requires_grad_(True)
-    return {"loss_d": loss_d.item(), "loss_g": loss_g.item(), "adv": adv.item(), "l1": l1.item()}
+    return {"loss_d": loss_d, "loss_g": loss_g.detach(), "adv": adv.detach(), "l1": l1.detach()}
 
 
 @torch.inference_mode()

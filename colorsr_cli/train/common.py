@@ -7,7 +7,7 @@ import contextlib
 import json
 import os
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -103,20 +103,40 @@ def split_holdout(n: int, fraction: float, seed: int, lo: int = 16, hi: int = 10
     return sorted(perm[k:].tolist()), sorted(perm[:k].tolist())
 
 
-class EpochView(Dataset):
-    """The samples of one epoch in order, item k = sample_fn(indices[k], rng) with an RNG
-    derived from (seed, epoch, index): augmentation is the same whatever the worker count,
-    and a resumed run sees exactly the batches it would have seen."""
+class RunView(Dataset):
+    """The samples of steps [first_step, total_steps) for this rank, epoch after epoch, as one
+    dataset, so that one DataLoader (one set of worker processes) serves the whole run; a loader
+    per epoch restarted its workers every epoch, which on a GPU was a pause every few seconds.
 
-    def __init__(self, sample_fn: Callable, indices: list[int], seed: int, epoch: int):
-        self.sample_fn, self.indices, self.seed, self.epoch = sample_fn, indices, seed, epoch
+    Epoch e visits the training images in DistributedSampler's order for e (its first
+    steps_per_epoch * batch_size of them), and item (e, i) is sample_fn(i, rng) with an RNG
+    derived from (seed, e, i): augmentation is the same whatever the worker count, and a resumed
+    run sees exactly the batches it would have seen."""
+
+    def __init__(self, train_idx: list[int], sample_fn: Callable, seed: int, batch_size: int,
+                 steps_per_epoch: int, first_step: int, total_steps: int, ddp: Dist):
+        self.train_idx, self.sample_fn, self.seed = train_idx, sample_fn, seed
+        self.batch_size, self.per_epoch = batch_size, steps_per_epoch * batch_size
+        self.first, self.count = first_step * batch_size, max(0, total_steps - first_step) * batch_size
+        self.world, self.rank = ddp.world, ddp.rank
+        self._epoch, self._order = -1, []
 
     def __len__(self) -> int:
-        return len(self.indices)
+        return self.count
+
+    def order(self, epoch: int) -> list[int]:
+        """Image indices of `epoch` for this rank, in visiting order."""
+        if epoch != self._epoch:
+            sampler = DistributedSampler(range(len(self.train_idx)), num_replicas=self.world,
+                                         rank=self.rank, shuffle=True, seed=self.seed, drop_last=True)
+            sampler.set_epoch(epoch)
+            self._epoch, self._order = epoch, [self.train_idx[k] for k in sampler]
+        return self._order
 
     def __getitem__(self, k: int):
-        i = self.indices[k]
-        return self.sample_fn(i, np.random.default_rng([self.seed, self.epoch, i]))
+        epoch, j = divmod(self.first + k, self.per_epoch)
+        i = self.order(epoch)[j]
+        return self.sample_fn(i, np.random.default_rng([self.seed, epoch, i]))
 
 
 def setup_distributed(device: torch.device) -> Dist:
@@ -125,20 +145,6 @@ def setup_distributed(device: torch.device) -> Dist:
     if shard.world > 1 and not dist.is_initialized():
         dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
     return shard
-
-
-def epoch_batches(train_idx: list[int], sample_fn: Callable, seed: int, epoch: int,
-                  batch_size: int, skip_batches: int, ddp: Dist, workers: int) -> Iterator:
-    """Batches of one epoch for this rank, starting after `skip_batches` (for resume)."""
-    sampler = DistributedSampler(range(len(train_idx)), num_replicas=ddp.world, rank=ddp.rank,
-                                 shuffle=True, seed=seed, drop_last=True)
-    sampler.set_epoch(epoch)
-    order = [train_idx[k] for k in sampler]
-    usable = len(order) // batch_size * batch_size
-    order = order[skip_batches * batch_size: usable]
-    view = EpochView(sample_fn, order, seed, epoch)
-    return iter(DataLoader(view, batch_size=batch_size, shuffle=False, num_workers=workers,
-                           persistent_workers=False))
 
 
 @dataclass
@@ -250,6 +256,7 @@ class Schedule:
     checkpoint_every: int
     log_every: int
     workers: int
+    pin_memory: bool = False  # page-locked batches, so a CUDA copy overlaps the step
 
 
 def run_loop(schedule: Schedule, ddp: Dist, run: RunLog, reporter: Reporter,
@@ -264,42 +271,45 @@ def run_loop(schedule: Schedule, ddp: Dist, run: RunLog, reporter: Reporter,
         if ddp.main:
             save_checkpoint(schedule.out / "last.pt", step=step, best_val=best_val, **state_fn())
 
-    while step < schedule.total_steps:
-        epoch, skip = divmod(step, schedule.steps_per_epoch)
-        for batch in epoch_batches(train_idx, sample_fn, schedule.seed, epoch, schedule.batch_size,
-                                   skip, ddp, schedule.workers):
-            if step >= schedule.total_steps:
-                break
-            losses = step_fn(batch, step)
-            step += 1
-            seen += schedule.batch_size * ddp.world
-            if step % schedule.log_every == 0 or step == schedule.total_steps:
-                rate = seen / max(time.time() - tic, 1e-9)
-                run.log({"step": step, "epoch": epoch} | losses | {"img_per_s": round(rate, 2)})
-                reporter.on_step(step, schedule.total_steps, losses | {"img/s": rate})
-            if step % schedule.val_every == 0 or step == schedule.total_steps:
-                val = validate_fn(step)
-                if val < best_val:
-                    best_val = val
-                    if ddp.main:
-                        save_best_fn(step, val)
-                run.log({"step": step, "epoch": epoch, "val_l1": val, "best_val_l1": best_val})
-                reporter.on_event(f"step {step}: validation L1 {val:.4f} (best {best_val:.4f})")
-                checkpoint()
-            elif step % schedule.checkpoint_every == 0:
-                checkpoint()
+    view = RunView(train_idx, sample_fn, schedule.seed, schedule.batch_size, schedule.steps_per_epoch,
+                   start_step, schedule.total_steps, ddp)
+    loader = DataLoader(view, batch_size=schedule.batch_size, shuffle=False,
+                        num_workers=schedule.workers, pin_memory=schedule.pin_memory)
+    for batch in loader:
+        epoch = step // schedule.steps_per_epoch
+        losses = step_fn(batch, step)
+        step += 1
+        seen += schedule.batch_size * ddp.world
+        if step % schedule.log_every == 0 or step == schedule.total_steps:
+            # Step functions return detached loss tensors, read here only: a .item() per
+            # loss per step would make the host wait for the GPU every step.
+            losses = {k: float(v) for k, v in losses.items()}
+            rate = seen / max(time.time() - tic, 1e-9)
+            run.log({"step": step, "epoch": epoch} | losses | {"img_per_s": round(rate, 2)})
+            reporter.on_step(step, schedule.total_steps, losses | {"img/s": rate})
+        if step % schedule.val_every == 0 or step == schedule.total_steps:
+            val = validate_fn(step)
+            if val < best_val:
+                best_val = val
+                if ddp.main:
+                    save_best_fn(step, val)
+            run.log({"step": step, "epoch": epoch, "val_l1": val, "best_val_l1": best_val})
+            reporter.on_event(f"step {step}: validation L1 {val:.4f} (best {best_val:.4f})")
+            checkpoint()
+        elif step % schedule.checkpoint_every == 0:
+            checkpoint()
     checkpoint()
 
 
-def generator_l1_step(G, opt_g, x: torch.Tensor, target: torch.Tensor, amp: bool) -> float:
+def generator_l1_step(G, opt_g, x: torch.Tensor, target: torch.Tensor, amp: bool) -> torch.Tensor:
     """One generator update on L1(G(x), target) alone (the colouriser's pre-training phase, the
-    SR warm-up); returns the loss."""
+    SR warm-up); returns the loss (a detached tensor: see run_loop)."""
     with torch.autocast(x.device.type, torch.bfloat16, enabled=amp):
         loss = F.l1_loss(G(x).float(), target)
     opt_g.zero_grad(set_to_none=True)
     loss.backward()
     opt_g.step()
-    return loss.item()
+    return loss.detach()
 
 
 def critic_backward(D: torch.nn.Module, x: torch.Tensor, target: float, loss_fn: Callable,

@@ -181,7 +181,7 @@ def train_sr(recipe: SRRecipe, resume: bool = False, reporter: Reporter | None =
     def sample(i: int, rng: np.random.Generator):
         return hr_lr_pair(photos.load(i), recipe.hr_size, recipe.scale, rng)
 
-    def step_fn(batch, step: int) -> dict[str, float]:
+    def step_fn(batch, step: int) -> dict[str, torch.Tensor]:
         lr, hr = (t.to(device, non_blocking=True) for t in batch)
         if step < recipe.pretrain_steps:
             return pixel_step(G, opt_g, lr, hr, amp)
@@ -198,7 +198,7 @@ def train_sr(recipe: SRRecipe, resume: bool = False, reporter: Reporter | None =
 
     schedule = Schedule(Path(recipe.out), recipe.seed, recipe.batch_size, total, steps_per_epoch,
                         recipe.val_every or steps_per_epoch, recipe.checkpoint_every,
-                        recipe.log_every, recipe.workers)
+                        recipe.log_every, recipe.workers, pin_memory=device.type == "cuda")
     validate_fn = lambda s: validate(G, val_lr, val_hr, device, run, s)  # noqa: E731
     if step < recipe.pretrain_steps:
         warm = Schedule(**{**schedule.__dict__, "total_steps": min(recipe.pretrain_steps, total)})
@@ -219,14 +219,14 @@ def train_sr(recipe: SRRecipe, resume: bool = False, reporter: Reporter | None =
     return Path(recipe.out)
 
 
-def pixel_step(G, opt_g, lr: torch.Tensor, hr: torch.Tensor, amp: bool) -> dict[str, float]:
+def pixel_step(G, opt_g, lr: torch.Tensor, hr: torch.Tensor, amp: bool) -> dict[str, torch.Tensor]:
     loss = generator_l1_step(G, opt_g, lr, hr, amp)
     return {"pixel": loss, "loss_g": loss}
 
 
 def srgan_step(G, D, opt_g, opt_d, perceptual: Perceptual, lr: torch.Tensor, hr: torch.Tensor,
-               recipe: SRRecipe, amp: bool) -> dict[str, float]:
-    """One D update then one G update."""
+               recipe: SRRecipe, amp: bool) -> dict[str, torch.Tensor]:
+    """One D update then one G update; returns the losses (detached tensors)."""
     with torch.autocast(lr.device.type, torch.bfloat16, enabled=amp):
         fake = G(lr)
     # Separate real and fake passes through D (see common.critic_backward).
@@ -248,8 +248,8 @@ def srgan_step(G, D, opt_g, opt_d, perceptual: Perceptual, lr: torch.Tensor, hr:
     loss_g.backward()
     opt_g.step()
     critic.requires_grad_(True)
-    return {"loss_d": loss_d.item(), "loss_g": loss_g.item(), "adv": adv.item(),
-            "perceptual": perc.item(), "pixel": pixel.item()}
+    return {"loss_d": loss_d, "loss_g": loss_g.detach(), "adv": adv.detach(),
+            "perceptual": perc.detach(), "pixel": pixel.detach()}
 
 
 @torch.inference_mode()

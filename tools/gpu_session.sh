@@ -1,0 +1,107 @@
+#!/usr/bin/env bash
+# One lent-GPU session in a single command, in the order of what matters most:
+#   1. the CUDA benchmark (benchmarks/bench.py --device cuda) -> $OUT/performance-cuda.md
+#   2. the test suite's CUDA-touching files on the GPU machine (in the background)
+#   3. colouriser training that fills the time left: two widths side by side (the GPU is far
+#      from busy with one 64x64 U-Net), each planned from a short probe of its step rates so
+#      that the lr decay and the adversarial phase finish before the deadline
+#   4. the EMA generators exported (fp16) and the logs packed into $OUT
+#
+# Usage (device machine, repo root): BUDGET=540 DATA=.gpudata/train bash tools/gpu_session.sh
+# The data folder must travel with the working tree (the device machine has no shared data).
+set -u
+OUT=${OUT:-/tmp/gpu_out}
+BUDGET=${BUDGET:-540}          # seconds from start until everything is in $OUT
+DATA=${DATA:-.gpudata/train}
+WIDTHS=${WIDTHS:-"32 48"}
+BATCH=${BATCH:-64}
+DEVICE=${DEVICE:-cuda}
+BENCH_ARGS=${BENCH_ARGS:-"--no-compile --seconds 0.6"}
+START=$(date +%s)
+LOGS=/tmp/gpu_logs
+mkdir -p "$OUT" "$LOGS"
+export PYTHONUNBUFFERED=1
+left() { echo $((BUDGET - ($(date +%s) - START))); }
+say() { echo "[$(($(date +%s) - START))s] $*" | tee -a "$LOGS/session.log"; }
+
+if ls .whl/*.whl >/dev/null 2>&1; then
+    python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade \
+        --target /tmp/site .whl/*.whl && export PYTHONPATH=/tmp/site:$PWD
+else
+    export PYTHONPATH=$PWD
+fi
+nvidia-smi --query-gpu=name,memory.total,driver_version,clocks.max.sm --format=csv >"$LOGS/gpu.txt" 2>&1
+python3 -c "import torch, sys; print(sys.version.split()[0], torch.__version__, torch.cuda.get_device_name(0) if torch.cuda.is_available() else 'no cuda')" >>"$LOGS/gpu.txt" 2>&1
+nproc >>"$LOGS/gpu.txt"
+say "$(tr '\n' ' ' <"$LOGS/gpu.txt")"
+
+say "bench"
+# shellcheck disable=SC2086
+timeout 200 python3 benchmarks/bench.py --device "$DEVICE" $BENCH_ARGS --out "$OUT/performance-cuda.md" \
+    >"$LOGS/bench.log" 2>&1
+say "bench rc=$? ($(left)s left)"
+
+say "tests (background)"
+timeout 150 python3 -m pytest -q -n "${TEST_PROCS:-4}" -p no:cacheprovider tests/test_pipeline.py tests/test_cli.py \
+    tests/test_train.py >"$LOGS/pytest.log" 2>&1 &
+TESTS=$!
+
+train() {  # seconds name width max_steps pretrain_steps extra...
+    local secs=$1 name=$2 width=$3 steps=$4 pre=$5
+    shift 5
+    timeout "$secs" python3 -m colorsr_cli train color --data "$DATA" --out "/tmp/runs/$name" --width "$width" --depth 4 \
+        --batch-size "$BATCH" --max-steps "$steps" --pretrain-steps "$pre" --lsgan --adv-weight 0.1 \
+        --ema 0.999 --lr-decay-start 0.6 --device "$DEVICE" --workers 6 --threads 2 "$@" \
+        >"$LOGS/train-$name.log" 2>&1
+}
+
+say "probes"
+for w in $WIDTHS; do
+    train 120 "probe$w" "$w" 240 120 --val-every 240 --checkpoint-every 100000 &
+done
+wait $(jobs -p | grep -v "^$TESTS$") 2>/dev/null
+# steps/s of each phase from the probe's metrics (steps 40-120: L1, 160-240: adversarial)
+rate() {
+    python3 - "$1" <<'EOF'
+import json, sys
+t = {r["step"]: r["time"] for r in map(json.loads, open(sys.argv[1])) if "img_per_s" in r}
+print(f"{80 / (t[120] - t[40]):.3f} {80 / (t[240] - t[160]):.3f}")
+EOF
+}
+PLAN=""
+for w in $WIDTHS; do
+    read -r l1 gan < <(rate "/tmp/runs/probe$w/metrics.jsonl") || { say "probe $w failed"; continue; }
+    # main run: everything left but 60 s (start-up, export, packing), 3/4 L1 steps, 1/4 adversarial
+    secs=$(($(left) - 60))
+    steps=$(python3 -c "print(int(0.9 * $secs / (0.75 / $l1 + 0.25 / $gan)))")
+    say "width $w: $l1 L1 steps/s, $gan adversarial steps/s -> $steps steps in ${secs}s"
+    PLAN="$PLAN $w:$steps"
+done
+for item in $PLAN; do
+    w=${item%%:*}
+    steps=${item##*:}
+    pre=$((steps * 3 / 4))
+    train $(($(left) - 35)) "w$w" "$w" "$steps" "$pre" --val-every 2000 --checkpoint-every 2000 &
+done
+wait $(jobs -p | grep -v "^$TESTS$") 2>/dev/null
+say "training done ($(left)s left)"
+wait "$TESTS" 2>/dev/null
+say "tests: $(tail -1 "$LOGS/pytest.log")"
+
+for item in $PLAN; do
+    w=${item%%:*}
+    run=/tmp/runs/w$w
+    python3 -m colorsr_cli export "$run" --checkpoint "$run/last.pt" --name "gpu-w$w" --out "/tmp/w$w.pt" \
+        >>"$LOGS/export.log" 2>&1 || say "export w$w failed"
+    mkdir -p "$LOGS/w$w"
+    cp "$run"/*.json "$run/metrics.jsonl" "$LOGS/w$w/" 2>/dev/null
+    cp "$(ls "$run"/samples/*.png | tail -1)" "$LOGS/w$w/" 2>/dev/null
+    if [ -f "/tmp/w$w.pt" ]; then
+        # files come back at most 16 MiB each
+        split -b 15M -d "/tmp/w$w.pt" "$OUT/w$w.pt.part"
+    fi
+done
+for w in $WIDTHS; do cp "/tmp/runs/probe$w/metrics.jsonl" "$LOGS/probe$w.jsonl" 2>/dev/null; done
+tar -czf "$OUT/logs.tar.gz" -C /tmp gpu_logs
+say "done ($(left)s left)"
+ls -la "$OUT"
