@@ -6,6 +6,8 @@ L is in [0, 100], a and b in about [-110, 110].
 
 from __future__ import annotations
 
+import functools
+
 import torch
 
 # sRGB (linear) -> XYZ, D65 white point (IEC 61966-2-1).
@@ -23,8 +25,22 @@ _KAPPA = 24389.0 / 27.0
 AB_SCALE = 110.0
 
 
+# XYZ -> linear sRGB, inverted once in float64 (inverting per call cost a solver call and, on
+# CUDA, a host-device synchronisation per image).
+_XYZ_TO_RGB = tuple(map(tuple, torch.linalg.inv(torch.tensor(_RGB_TO_XYZ, dtype=torch.float64)).tolist()))
+
+
 def _matrix(rows: tuple, like: torch.Tensor) -> torch.Tensor:
-    return torch.tensor(rows, dtype=like.dtype, device=like.device)
+    return _constant(rows, like.dtype, like.device)
+
+
+@functools.lru_cache(maxsize=64)
+def _constant(rows: tuple, dtype: torch.dtype, device: torch.device) -> torch.Tensor:
+    """The constant tensor `rows` on a device, made once: building it per call meant a
+    host-to-device copy per conversion on a GPU. Made outside inference mode so that it can
+    also take part in autograd (training); never modified in place."""
+    with torch.inference_mode(False):
+        return torch.tensor(rows, dtype=dtype, device=device)
 
 
 def _apply_3x3(m: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
@@ -44,7 +60,7 @@ def linear_to_srgb(lin: torch.Tensor) -> torch.Tensor:
 def rgb_to_lab(rgb: torch.Tensor) -> torch.Tensor:
     """sRGB (..., 3, H, W) in [0, 1] -> Lab (..., 3, H, W), L in [0, 100]."""
     xyz = _apply_3x3(_matrix(_RGB_TO_XYZ, rgb), srgb_to_linear(rgb))
-    white = torch.tensor(_WHITE_D65, dtype=rgb.dtype, device=rgb.device).view(3, 1, 1)
+    white = _constant(_WHITE_D65, rgb.dtype, rgb.device).view(3, 1, 1)
     t = xyz / white
     f = torch.where(t > _EPS, t.clamp(min=_EPS) ** (1 / 3), (_KAPPA * t + 16) / 116)
     fx, fy, fz = f.unbind(-3)
@@ -58,9 +74,9 @@ def lab_to_rgb(lab: torch.Tensor, clip: bool = True) -> torch.Tensor:
     fy = (L + 16) / 116
     f = torch.stack((fy + a / 500, fy, fy - b / 200), dim=-3)
     t = torch.where(f > 6 / 29, f**3, (116 * f - 16) / _KAPPA)
-    white = torch.tensor(_WHITE_D65, dtype=lab.dtype, device=lab.device).view(3, 1, 1)
+    white = _constant(_WHITE_D65, lab.dtype, lab.device).view(3, 1, 1)
     xyz = t * white
-    lin = _apply_3x3(torch.linalg.inv(_matrix(_RGB_TO_XYZ, lab)), xyz)
+    lin = _apply_3x3(_matrix(_XYZ_TO_RGB, lab), xyz)
     rgb = linear_to_srgb(lin)
     return rgb.clamp(0, 1) if clip else rgb
 

@@ -105,22 +105,42 @@ class Restorer:
     @torch.inference_mode()
     def restore(self, images: list[torch.Tensor]) -> list[torch.Tensor]:
         """Each RGB (3, H, W) input in [0, 1] -> (3, scale*H, scale*W) output in [0, 1], on the CPU."""
-        rgbs = [self._to_device(img) for img in images]
+        rgbs = self._to_device(images)
         if self.colorizer is not None:
             rgbs = self.colorize(rgbs)
         if self.sr is not None:
             rgbs = self.super_resolve(rgbs)
-        return [self.to_output_size(rgb, img.shape[-2:]).cpu() for rgb, img in zip(rgbs, images)]
+        return self._to_host(rgbs, [tuple(img.shape[-2:]) for img in images])
 
-    def _to_device(self, img: torch.Tensor) -> torch.Tensor:
-        """Host -> device. On CUDA from pinned memory without blocking, so the copy of the next
-        image overlaps the kernels already queued for this one."""
-        if self.device.type == "cuda" and img.device.type == "cpu":
-            return img.float().pin_memory().to(self.device, non_blocking=True)
-        return img.to(self.device, torch.float32)
+    def _to_device(self, images: list[torch.Tensor]) -> list[torch.Tensor]:
+        """Host -> device, float32. To a GPU: equal-shaped images as one pinned batch copied
+        without blocking (one copy per shape instead of one per image; the kernels already
+        queued run meanwhile)."""
+        if self.device.type != "cuda":
+            return [img.to(self.device, torch.float32) for img in images]
+        out: list[torch.Tensor | None] = [None] * len(images)
+        for idx in same_shape_groups(images):
+            batch = torch.stack([images[k].float() for k in idx]).pin_memory()
+            for k, x in zip(idx, batch.to(self.device, non_blocking=True).unbind(0)):
+                out[k] = x
+        return out  # type: ignore[return-value]
+
+    def _to_host(self, rgbs: list[torch.Tensor], in_hws: list[tuple[int, int]]) -> list[torch.Tensor]:
+        """Outputs at options.scale times their input sizes, on the CPU. From a GPU, equal-shaped
+        outputs are resized and copied as one batch: one copy (and one wait) per shape, not per
+        image."""
+        if self.device.type == "cpu":
+            return [self.to_output_size(rgb, hw) for rgb, hw in zip(rgbs, in_hws)]
+        out: list[torch.Tensor | None] = [None] * len(rgbs)
+        for idx in same_shape_groups(rgbs, key=lambda k: (tuple(rgbs[k].shape), in_hws[k])):
+            batch = self.to_output_size(torch.stack([rgbs[k] for k in idx]), in_hws[idx[0]]).cpu()
+            for k, y in zip(idx, batch.unbind(0)):
+                out[k] = y
+        return out  # type: ignore[return-value]
 
     def to_output_size(self, rgb: torch.Tensor, in_hw: tuple[int, int]) -> torch.Tensor:
-        """Resize a stage output to options.scale times the input size (area down, bicubic up)."""
+        """Resize a stage output, (3, H, W) or a batch of them, to options.scale times the input
+        size (area down, bicubic up)."""
         target = (in_hw[0] * self.options.scale, in_hw[1] * self.options.scale)
         if tuple(rgb.shape[-2:]) == target:
             return rgb.clamp(0, 1)
@@ -128,17 +148,22 @@ class Restorer:
         return resize(rgb, target, mode).clamp(0, 1)
 
     def colorize(self, rgbs: list[torch.Tensor]) -> list[torch.Tensor]:
-        """Colourise at the working resolution; keep each image's own full-resolution L."""
-        lightness = [rgb_to_lab(rgb)[:1] for rgb in rgbs]
-        work = [working_input(L, self.options.color_size, self.colorizer.multiple) for L in lightness]
-        ab_small = self._batched(self.colorizer, [w[0] for w in work])
-        out = []
-        for L, (_, crop), ab in zip(lightness, work, ab_small):
-            ab = ab[:, :crop[0], :crop[1]].float()
+        """Colourise at the working resolution; keep each image's own full-resolution L.
+        Equal-shaped images are converted, resized and recombined as one batch (the colour
+        conversions are many small operations: per image they were launch-bound on a GPU)."""
+        out: list[torch.Tensor | None] = [None] * len(rgbs)
+        for idx in same_shape_groups(rgbs):
+            batch = rgbs[idx[0]][None] if len(idx) == 1 else torch.stack([rgbs[k] for k in idx])
+            L = rgb_to_lab(batch)[:, :1]
+            work, crop = working_input(L, self.options.color_size, self.colorizer.multiple)
+            ab = torch.stack(self._batched(self.colorizer, list(work.unbind(0))))
+            ab = ab[..., :crop[0], :crop[1]].float()
             if ab.shape[-2:] != L.shape[-2:]:
                 ab = resize(ab, tuple(L.shape[-2:]), "bilinear")
-            out.append(lab_to_rgb(torch.cat((L, denormalize_ab(ab) * self.options.saturation), 0)))
-        return out
+            restored = lab_to_rgb(torch.cat((L, denormalize_ab(ab) * self.options.saturation), 1))
+            for k, rgb in zip(idx, restored.unbind(0)):
+                out[k] = rgb
+        return out  # type: ignore[return-value]
 
     def super_resolve(self, rgbs: list[torch.Tensor]) -> list[torch.Tensor]:
         """x sr_scale every image, all images' tiles batched together."""
@@ -193,9 +218,17 @@ def inference_copy(model: nn.Module, device: torch.device) -> nn.Module:
     return model.to(device, memory_format=torch.channels_last)
 
 
+def same_shape_groups(tensors: list[torch.Tensor], key=None) -> list[list[int]]:
+    """Indices of `tensors` grouped by shape (or by key(index)), in first-seen order."""
+    groups: dict[tuple, list[int]] = {}
+    for k, t in enumerate(tensors):
+        groups.setdefault(key(k) if key else tuple(t.shape), []).append(k)
+    return list(groups.values())
+
+
 def working_input(L: torch.Tensor, color_size: int, multiple: int
                   ) -> tuple[torch.Tensor, tuple[int, int]]:
-    """L (1, H, W) in [0, 100] -> (normalised L (1, h', w') padded to a multiple, (h, w) valid
+    """L (1, H, W) or (N, 1, H, W) in [0, 100] -> (normalised L padded to a multiple, (h, w) valid
     size): downscaled (area) so the long side is at most color_size, never upscaled."""
     h, w = L.shape[-2:]
     f = min(1.0, color_size / max(h, w))
@@ -203,15 +236,19 @@ def working_input(L: torch.Tensor, color_size: int, multiple: int
     x = normalize_l(resize(L, size, "area") if size != (h, w) else L)
     ph, pw = -size[0] % multiple, -size[1] % multiple
     if ph or pw:
-        x = F.pad(x[None], (0, pw, 0, ph), mode="replicate")[0]
+        x = x[None] if x.dim() == 3 else x
+        x = F.pad(x, (0, pw, 0, ph), mode="replicate")
+        x = x[0] if L.dim() == 3 else x
     return x, size
 
 
 def resize(x: torch.Tensor, size: tuple[int, int], mode: str) -> torch.Tensor:
-    """(C, H, W) -> (C, size[0], size[1])."""
+    """(C, H, W) -> (C, size[0], size[1]), or a batch (N, C, H, W) -> (N, C, size[0], size[1])."""
     kwargs = {} if mode in ("area", "nearest") else {"align_corners": False}
     if mode == "bicubic":
         kwargs["antialias"] = False
+    if x.dim() == 4:
+        return F.interpolate(x, size=size, mode=mode, **kwargs)
     return F.interpolate(x[None], size=size, mode=mode, **kwargs)[0]
 
 

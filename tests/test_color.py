@@ -5,6 +5,7 @@ from skimage import color as skcolor
 from skimage import data
 
 from colorsr_cli.color import lab_to_rgb, rgb_to_lab
+from tests.oplog import OpLog
 
 
 def _to_chw(x: np.ndarray) -> torch.Tensor:
@@ -59,3 +60,23 @@ def test_known_values():
     black = rgb_to_lab(torch.zeros(3, 1, 1, dtype=torch.float64)).flatten()
     assert torch.allclose(white, torch.tensor([100.0, 0.0, 0.0], dtype=torch.float64), atol=0.01)
     assert torch.allclose(black, torch.zeros(3, dtype=torch.float64), atol=1e-6)
+
+
+def test_conversions_build_no_constants_per_call():
+    """The matrices and white point are made once per device and dtype: no tensor built from
+    Python numbers (a host-to-device copy on a GPU) and no 3x3 inverse (a solver call and a
+    synchronisation on a GPU) in a conversion after the first."""
+    rgb = torch.rand(2, 3, 8, 8)
+    lab_to_rgb(rgb_to_lab(rgb))
+    with OpLog() as log:
+        back = lab_to_rgb(rgb_to_lab(rgb))
+    assert not [op for op in log.ops if "lift_fresh" in op or "inv" in op or op.startswith("_to_copy")]
+    assert (back - rgb).abs().max().item() <= 1e-4
+
+
+def test_constants_made_under_inference_mode_still_serve_autograd():
+    with torch.inference_mode():
+        lab_to_rgb(rgb_to_lab(torch.rand(1, 3, 4, 4, dtype=torch.float64)))
+    x = torch.rand(1, 3, 4, 4, dtype=torch.float64, requires_grad=True)
+    lab_to_rgb(rgb_to_lab(x), clip=False).sum().backward()
+    assert x.grad is not None and torch.isfinite(x.grad).all()

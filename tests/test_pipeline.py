@@ -1,9 +1,12 @@
+from types import SimpleNamespace
+
 import pytest
 import torch
 
 from colorsr_cli.color import rgb_to_lab
 from colorsr_cli.pipeline import RestoreOptions, Restorer, working_input
 from colorsr_cli.weightfile import load_weight_file
+from tests.oplog import OpLog
 
 
 @pytest.fixture
@@ -56,6 +59,41 @@ def test_batching_does_not_change_results(models):
     many = Restorer(*models, RestoreOptions(batch_size=8)).restore(imgs)
     for a, b in zip(one, many):
         assert (a - b).abs().max() < 1e-5
+
+
+def test_mixed_shapes_in_one_call_match_one_at_a_time(models):
+    """Equal-shaped images are colourised as one batch; a call mixing shapes gives each image
+    what it would get alone."""
+    imgs = [torch.rand(3, 64, 64), torch.rand(3, 48, 80), torch.rand(3, 64, 64), torch.rand(3, 7, 5)]
+    restorer = Restorer(*models, RestoreOptions(batch_size=8))
+    together = restorer.restore(imgs)
+    for img, out in zip(imgs, together):
+        assert (restorer.restore([img])[0] - out).abs().max() < 1e-5
+
+
+def test_colour_conversions_run_once_per_shape_not_per_image(models):
+    """rgb_to_lab and lab_to_rgb are each one batched call for equal-shaped images: eight
+    images cost as many pow operations (the gamma and cube-root steps) as one."""
+    restorer = Restorer(models[0], None, RestoreOptions(mode="color-only", batch_size=16))
+    counts = []
+    for n in (1, 8):
+        with OpLog() as log:
+            restorer.restore([torch.rand(3, 64, 64) for _ in range(n)])
+        counts.append(log.count("pow"))
+    assert counts[0] > 0 and counts[0] == counts[1]
+
+
+def test_grouped_device_to_host_path_keeps_order_and_values(models):
+    """From a GPU, outputs are resized and copied one shape group at a time (Restorer._to_host);
+    run here on CPU tensors, that path must give each image what the per-image path gives."""
+    restorer = Restorer(*models, RestoreOptions(scale=4))
+    rgbs = [torch.rand(3, 256, 256), torch.rand(3, 100, 60), torch.rand(3, 256, 256), torch.rand(3, 64, 64)]
+    in_hws = [(64, 64), (25, 15), (64, 64), (32, 32)]  # the last one is resized down
+    per_image = restorer._to_host(rgbs, in_hws)
+    restorer.device = SimpleNamespace(type="gpu")  # any non-CPU device takes the grouped path
+    grouped = restorer._to_host(rgbs, in_hws)
+    assert [tuple(o.shape) for o in grouped] == [(3, 256, 256), (3, 100, 60), (3, 256, 256), (3, 128, 128)]
+    assert all(torch.equal(a, b) for a, b in zip(per_image, grouped))
 
 
 def test_no_state_leaks_between_inputs(models):
