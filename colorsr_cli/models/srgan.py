@@ -53,6 +53,12 @@ class SRGenerator(nn.Module):
             self.upsample = nn.Identity()
             self.tail = nn.Sequential(nn.Conv2d(c, 3 * config.scale**2, k, 1, k // 2),
                                       nn.PixelShuffle(config.scale))
+            if config.global_skip:
+                # Start as exactly bicubic. With its small fan-in (3x3 on the input grid) the
+                # default init added enough noise that a 64-channel model began at validation
+                # L1 0.056 (bicubic 0.048) and was still at bicubic's level 1,500 steps later.
+                nn.init.zeros_(self.tail[0].weight)
+                nn.init.zeros_(self.tail[0].bias)
 
     def forward(self, rgb: torch.Tensor) -> torch.Tensor:
         x = self.head(rgb * 2 - 1)
