@@ -243,7 +243,7 @@ def main() -> None:
     parser.add_argument("--out", type=Path, help="write the markdown report here")
     parser.add_argument("--color-weights", default=None)
     parser.add_argument("--sr-weights", default=None)
-    parser.add_argument("--fast-sr-weights", default="colorsr-sr-fast-v1",
+    parser.add_argument("--fast-sr-weights", default="colorsr-sr-fast-v2",
                         help="the --model fast SR network ('' to skip)")
     parser.add_argument("--seconds", type=float, default=None,
                         help="timing per setting (default 0.5 with --quick, else 2)")

@@ -36,7 +36,7 @@ COLOR_WEIGHTS_OPTION = typer.Option(None, "--color-weights", help="Colouriser we
 SR_WEIGHTS_OPTION = typer.Option(None, "--sr-weights", help="Super-resolution weights (file or name).")
 
 
-FAST_SR_MODEL = "colorsr-sr-fast-v1"
+FAST_SR_MODEL = "colorsr-sr-fast-v2"
 
 
 class ModelChoice(str, Enum):
@@ -44,8 +44,9 @@ class ModelChoice(str, Enum):
     fast = "fast"
 
 
-MODEL_OPTION = typer.Option(ModelChoice.default, "--model", "-m", help="default, or fast: a ~3x cheaper SR "
-                            f"network ({FAST_SR_MODEL}; quality in docs/models.md). --sr-weights wins.")
+MODEL_OPTION = typer.Option(ModelChoice.default, "--model", "-m",
+                            help=f"default, or fast: an SR network about twice as fast ({FAST_SR_MODEL}; "
+                            "quality in docs/models.md). --sr-weights wins.")
 
 
 class Ext(str, Enum):
