@@ -116,11 +116,13 @@ class Restorer:
         """Host -> device, float32. To a GPU: equal-shaped images as one pinned batch copied
         without blocking (one copy per shape instead of one per image; the kernels already
         queued run meanwhile)."""
-        if self.device.type != "cuda":
+        if self.device.type != "cuda" or any(img.device.type != "cpu" for img in images):
             return [img.to(self.device, torch.float32) for img in images]
         out: list[torch.Tensor | None] = [None] * len(images)
         for idx in same_shape_groups(images):
-            batch = torch.stack([images[k].float() for k in idx]).pin_memory()
+            # Stacked straight into page-locked memory: one host copy, not a stack and a pin.
+            batch = torch.empty((len(idx), *images[idx[0]].shape), dtype=torch.float32, pin_memory=True)
+            torch.stack([images[k].float() for k in idx], out=batch)
             for k, x in zip(idx, batch.to(self.device, non_blocking=True).unbind(0)):
                 out[k] = x
         return out  # type: ignore[return-value]
@@ -133,7 +135,8 @@ class Restorer:
             return [self.to_output_size(rgb, hw) for rgb, hw in zip(rgbs, in_hws)]
         out: list[torch.Tensor | None] = [None] * len(rgbs)
         for idx in same_shape_groups(rgbs, key=lambda k: (tuple(rgbs[k].shape), in_hws[k])):
-            batch = self.to_output_size(torch.stack([rgbs[k] for k in idx]), in_hws[idx[0]]).cpu()
+            stacked = rgbs[idx[0]][None] if len(idx) == 1 else torch.stack([rgbs[k] for k in idx])
+            batch = self.to_output_size(stacked, in_hws[idx[0]]).cpu()
             for k, y in zip(idx, batch.unbind(0)):
                 out[k] = y
         return out  # type: ignore[return-value]
