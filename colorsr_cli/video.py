@@ -487,7 +487,11 @@ class _Run:
         except (RuntimeError, ValueError) as exc:
             raise VideoError(f"{self.source}: restore failed at frame {index}: "
                              f"{str(exc).splitlines()[0]}") from exc
-        return [_to_frame(r.to_output_size(rgb, in_hw)) for rgb in rgbs]
+        if r.device.type == "cpu":
+            return [to_frames(r.to_output_size(rgb, in_hw)) for rgb in rgbs]
+        # From a GPU: the batch's frames (all one shape) converted and copied back together, one
+        # copy and one wait per batch instead of per frame.
+        return list(to_frames(r.to_output_size(torch.stack(rgbs), in_hw)))
 
     def _smooth(self, rgb: torch.Tensor) -> torch.Tensor:
         lab = self.smoother.smooth(rgb_to_lab(rgb))
@@ -495,9 +499,12 @@ class _Run:
         return lab_to_rgb(lab)
 
 
-def _to_frame(rgb: torch.Tensor) -> np.ndarray:
-    """(3, H, W) in [0, 1] on any device -> uint8 (H, W, 3) RGB, C-contiguous, on the CPU."""
-    return (rgb * 255).round_().clamp_(0, 255).to(torch.uint8).permute(1, 2, 0).contiguous().cpu().numpy()
+def to_frames(rgb: torch.Tensor) -> np.ndarray:
+    """(3, H, W) in [0, 1] on any device -> uint8 (H, W, 3) RGB, C-contiguous, on the CPU; or a
+    batch (N, 3, H, W) -> (N, H, W, 3), whose items are C-contiguous frames too."""
+    channels_last = (*range(rgb.dim() - 3), -2, -1, -3)
+    frames = (rgb * 255).round_().clamp_(0, 255).to(torch.uint8)
+    return frames.permute(channels_last).contiguous().cpu().numpy()
 
 
 def _read_frames(source: Path, first: int, stop: int | None, batch_size: int, out: queue.Queue,

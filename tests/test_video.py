@@ -284,3 +284,16 @@ def test_video_cli_batch_default_is_per_device():
     assert chosen["batch_size"] == 16 and chosen["batch_pixels"] == 512 * 512
     explicit = device_options(torch.device("cpu"), None, 8, Precision.auto)
     assert explicit["batch_size"] == 8 and explicit["batch_pixels"] == 0
+
+
+def test_frames_leave_a_gpu_as_one_batch_with_the_same_pixels(restorer):
+    """On a GPU a batch of frames is converted to uint8 and copied back in one go; run here on
+    CPU tensors, that path gives the frames the per-frame path gives."""
+    from colorsr_cli.video import to_frames
+
+    frames = [torch.rand(3, 24, 32) for _ in range(3)]
+    r = restorer(batch_size=4)
+    per_frame = [to_frames(r.to_output_size(f, (24, 32))) for f in frames]
+    batch = to_frames(r.to_output_size(torch.stack(frames), (24, 32)))
+    assert batch.shape == (3, 96, 128, 3) and batch.dtype == np.uint8
+    assert all(b.flags["C_CONTIGUOUS"] and np.array_equal(a, b) for a, b in zip(per_frame, batch))
