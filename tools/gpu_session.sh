@@ -7,8 +7,10 @@
 #      that the lr decay and the adversarial phase finish before the deadline
 #   4. the EMA generators exported (fp16) and the logs packed into $OUT
 #
-# Usage (device machine, repo root): BUDGET=540 DATA=.gpudata/train bash tools/gpu_session.sh
-# The data folder must travel with the working tree (the device machine has no shared data).
+# Usage (device machine, repo root), with the photos packed here by tools/pack_gpu_data.py:
+#   mkdir -p /tmp/data && tar -xzf .gpudata/data.tar.gz -C /tmp/data &&
+#   BUDGET=540 DATA=/tmp/data/train bash tools/gpu_session.sh
+# (the device machine has no shared data; .gpudata travels via run's carry)
 set -u
 OUT=${OUT:-/tmp/gpu_out}
 BUDGET=${BUDGET:-540}          # seconds from start until everything is in $OUT
@@ -17,6 +19,10 @@ WIDTHS=${WIDTHS:-"32 48"}
 BATCH=${BATCH:-64}
 DEVICE=${DEVICE:-cuda}
 BENCH_ARGS=${BENCH_ARGS:-"--no-compile --seconds 0.6"}
+# data-loading processes per run: the cores left after one main process per run (the H200
+# session measured a width-32 run data-bound at ~3,100 images/s with 6)
+RUNS=$(echo "$WIDTHS" | wc -w)
+WORKERS=${WORKERS:-$(( ($(nproc) - RUNS) / RUNS ))}
 START=$(date +%s)
 LOGS=/tmp/gpu_logs
 mkdir -p "$OUT" "$LOGS"
@@ -64,7 +70,7 @@ train_color(ColorRecipe(data="$DATA", out=f"/tmp/runs/{name}", width=int(width),
                         batch_size=$BATCH, epochs=100000, max_steps=int(steps),
                         pretrain_steps=int(pre), disc_sigmoid=False, adv_weight=0.1, ema=0.999,
                         lr_decay_start=0.6, val_every=int(val_every),
-                        checkpoint_every=int(ckpt_every), device="$DEVICE", workers=6, threads=2))
+                        checkpoint_every=int(ckpt_every), device="$DEVICE", workers=$WORKERS, threads=2))
 print("finished", name)
 EOF
 }
