@@ -59,13 +59,18 @@ def flops_of(fn: Callable[[], object]) -> float:
     return float(counter.get_total_flops())
 
 
+def peak_batch(device: torch.device) -> int:
+    """Batch of the peak conv: a GPU needs a bigger problem than a CPU to be busy for longer
+    than a kernel launch."""
+    return 8 if device.type == "cpu" else 256
+
+
 @torch.inference_mode()
 def conv_peak(device: torch.device, dtype: torch.dtype, seconds: float) -> dict[str, float]:
     """GFLOP/s of a large, well-shaped 3x3 convolution in both memory layouts: the practical
     peak for conv nets on this device (the larger of the two is the reference)."""
     conv = torch.nn.Conv2d(128, 128, 3, padding=1).to(device, dtype)
-    # A GPU needs a bigger problem than a CPU to be busy for longer than a kernel launch.
-    x = torch.randn(8 if device.type == "cpu" else 256, 128, 96, 96, device=device, dtype=dtype)
+    x = torch.randn(peak_batch(device), 128, 96, 96, device=device, dtype=dtype)
     work = flops_of(lambda: conv(x))
     nchw = work / timed(lambda: conv(x), seconds, device=device) / 1e9
     cl_format = torch.channels_last
@@ -286,7 +291,7 @@ def main() -> None:
     parts = [f"Machine: {machine()}; device {device}; glibc allocator "
              f"{'as is' if args.no_malloc_tuning else 'tuned (devices.tune_cpu_allocator)'}.", "",
              f"Matrix-product rate (4096x4096 fp32): {mm_peak:.0f} GFLOP/s. Measured conv peak "
-             f"(3x3 conv, 128->128 channels, {8 if device.type == 'cpu' else 256}x96x96), counted as "
+             f"(3x3 conv, 128->128 channels, {peak_batch(device)}x96x96), counted as "
              "direct-convolution FLOPs:", "",
              *peak_lines, "",
              "## Stages (one forward pass on 64x64 inputs)", "",

@@ -135,8 +135,7 @@ class Restorer:
             return [self.to_output_size(rgb, hw) for rgb, hw in zip(rgbs, in_hws)]
         out: list[torch.Tensor | None] = [None] * len(rgbs)
         for idx in same_shape_groups(rgbs, key=lambda k: (tuple(rgbs[k].shape), in_hws[k])):
-            stacked = rgbs[idx[0]][None] if len(idx) == 1 else torch.stack([rgbs[k] for k in idx])
-            batch = self.to_output_size(stacked, in_hws[idx[0]]).cpu()
+            batch = self.to_output_size(stacked(rgbs, idx), in_hws[idx[0]]).cpu()
             for k, y in zip(idx, batch.unbind(0)):
                 out[k] = y
         return out  # type: ignore[return-value]
@@ -156,11 +155,11 @@ class Restorer:
         conversions are many small operations: per image they were launch-bound on a GPU)."""
         out: list[torch.Tensor | None] = [None] * len(rgbs)
         for idx in same_shape_groups(rgbs):
-            batch = rgbs[idx[0]][None] if len(idx) == 1 else torch.stack([rgbs[k] for k in idx])
-            L = rgb_to_lab(batch)[:, :1]
+            L = rgb_to_lab(stacked(rgbs, idx))[:, :1]
             work, crop = working_input(L, self.options.color_size, self.colorizer.multiple)
-            ab = torch.stack(self._batched(self.colorizer, list(work.unbind(0))))
-            ab = ab[..., :crop[0], :crop[1]].float()
+            bs = self.options.per_pass(*work.shape[-2:])
+            ab = torch.cat([self._forward(self.colorizer, part) for part in work.split(bs)])
+            ab = ab[..., :crop[0], :crop[1]]
             if ab.shape[-2:] != L.shape[-2:]:
                 ab = resize(ab, tuple(L.shape[-2:]), "bilinear")
             restored = lab_to_rgb(torch.cat((L, denormalize_ab(ab) * self.options.saturation), 1))
@@ -192,21 +191,21 @@ class Restorer:
         return [r if c is None else c.result() for r, c in zip(results, canvases)]  # type: ignore[misc]
 
     def _batched(self, model: nn.Module, inputs: list[torch.Tensor]) -> list[torch.Tensor]:
-        """Run model over inputs, stacking equal-shaped ones into batches of batch_size."""
+        """Run model over inputs, stacking equal-shaped ones into batches of options.per_pass."""
         outputs: list[torch.Tensor | None] = [None] * len(inputs)
-        by_shape: dict[tuple, list[int]] = {}
-        for k, x in enumerate(inputs):
-            by_shape.setdefault(tuple(x.shape), []).append(k)
-        for shape, idx in by_shape.items():
-            bs = self.options.per_pass(shape[-2], shape[-1])
+        for idx in same_shape_groups(inputs):
+            bs = self.options.per_pass(*inputs[idx[0]].shape[-2:])
             for start in range(0, len(idx), bs):
                 chunk = idx[start:start + bs]
-                with self._autocast():
-                    batch = torch.stack([inputs[k] for k in chunk])
-                    result = model(batch.contiguous(memory_format=torch.channels_last))
-                for k, y in zip(chunk, result.float()):
+                for k, y in zip(chunk, self._forward(model, torch.stack([inputs[k] for k in chunk]))):
                     outputs[k] = y
         return outputs  # type: ignore[return-value]
+
+    def _forward(self, model: nn.Module, batch: torch.Tensor) -> torch.Tensor:
+        """One pass of model over a stacked batch: channels-last, under the precision's autocast,
+        float32 out."""
+        with self._autocast():
+            return model(batch.contiguous(memory_format=torch.channels_last)).float()
 
 
 def inference_copy(model: nn.Module, device: torch.device) -> nn.Module:
@@ -227,6 +226,11 @@ def same_shape_groups(tensors: list[torch.Tensor], key=None) -> list[list[int]]:
     for k, t in enumerate(tensors):
         groups.setdefault(key(k) if key else tuple(t.shape), []).append(k)
     return list(groups.values())
+
+
+def stacked(tensors: list[torch.Tensor], idx: list[int]) -> torch.Tensor:
+    """tensors[idx] as one (N, ...) batch; a lone tensor as a view, with no copy."""
+    return tensors[idx[0]][None] if len(idx) == 1 else torch.stack([tensors[k] for k in idx])
 
 
 def working_input(L: torch.Tensor, color_size: int, multiple: int

@@ -116,7 +116,7 @@ class RunView(Dataset):
     def __init__(self, train_idx: list[int], sample_fn: Callable, seed: int, batch_size: int,
                  steps_per_epoch: int, first_step: int, total_steps: int, ddp: Dist):
         self.train_idx, self.sample_fn, self.seed = train_idx, sample_fn, seed
-        self.batch_size, self.per_epoch = batch_size, steps_per_epoch * batch_size
+        self.per_epoch = steps_per_epoch * batch_size
         self.first, self.count = first_step * batch_size, max(0, total_steps - first_step) * batch_size
         self.world, self.rank = ddp.world, ddp.rank
         self._epoch, self._order = -1, []
