@@ -69,6 +69,10 @@ def train_color_cmd(
                               "the average is validated and exported. 0 = off."),
     lr_decay_start: float = typer.Option(1.0, "--lr-decay-start", help="Fraction of the run after which "
                                          "the lr decays linearly to 0 (pix2pix: 0.5). 1 = constant."),
+    native_resample: float = typer.Option(
+        0.0, "--native-resample", min=0.0, max=1.0,
+        help="Fraction of photos already at the training size shown softened, as the evaluation "
+             "protocol shows small photos: enlarged x4 (bicubic), reduced back (area)."),
     val_every: int | None = typer.Option(None, "--val-every", help="Steps (default: each epoch)."),
     checkpoint_every: int = typer.Option(500, "--checkpoint-every", help="Steps between last.pt "
                                          "saves (a fast GPU wants fewer, larger intervals)."),
@@ -88,7 +92,8 @@ def train_color_cmd(
                          epochs=epochs, max_steps=max_steps, batch_size=batch_size, lr=lr,
                          l1_weight=l1_weight, width=width, depth=depth, disc_sigmoid=disc_sigmoid,
                          adv_weight=adv_weight, pretrain_steps=pretrain_steps, ema=ema,
-                         lr_decay_start=lr_decay_start, val_every=val_every, seed=seed,
+                         lr_decay_start=lr_decay_start, native_resample=native_resample,
+                         val_every=val_every, seed=seed,
                          checkpoint_every=checkpoint_every, device=device, amp=amp, workers=workers,
                          threads=threads)
     run = _run(train_color, recipe, resume)

@@ -279,3 +279,60 @@ def test_mixed_precision_only_where_bf16_is_native(monkeypatch):
         monkeypatch.setattr(devices, "cpu_has_native_bf16", lambda native=native: native)
         assert use_mixed_precision(cpu, True) is native
         assert not use_mixed_precision(cpu, False)
+
+
+def test_native_resample_shows_small_photos_as_the_evaluation_protocol_does():
+    from colorsr_cli.evaluate import protocol_pair
+    from colorsr_cli.train.color import center_sample, photo_to_sample, resample_via_enlargement
+
+    photo = np.random.default_rng(7).random((64, 64, 3), dtype=np.float32)  # fine detail
+    truth, _ = protocol_pair(photo)
+    protocol_view = torch.nn.functional.interpolate(truth[None], size=(64, 64), mode="area")[0]
+    softened = resample_via_enlargement(photo)
+    assert np.abs(softened - protocol_view.permute(1, 2, 0).numpy()).max() < 1e-5
+    assert np.abs(softened - photo).mean() > 0.05  # it softens a photo with detail
+    assert torch.equal(center_sample(photo, 64, native_resample=True), torch.from_numpy(
+        softened.transpose(2, 0, 1).copy()))
+    assert torch.equal(center_sample(photo, 64), torch.from_numpy(photo.transpose(2, 0, 1).copy()))
+
+    def view(img, p, seed=3):
+        return photo_to_sample(img, 64, np.random.default_rng(seed), p)
+
+    # Off (the default) draws nothing extra, so older runs resume on the same random stream.
+    assert torch.equal(view(photo, 0.0), photo_to_sample(photo, 64, np.random.default_rng(3)))
+    on = view(photo, 1.0)
+    assert any(torch.allclose(on, torch.from_numpy(np.ascontiguousarray(v.transpose(2, 0, 1))))
+               for v in (softened, softened[:, ::-1]))
+    # A larger photo is area-reduced already and is never resampled again.
+    big = photo_like(96, 128, 8).astype(np.float32) / 255
+    assert torch.equal(view(big, 1.0), view(big, 0.0))
+
+
+def test_resume_with_a_new_validation_view_drops_the_old_best(data_dir, tmp_path):
+    from colorsr_cli.train.common import Reporter
+
+    common = dict(data=str(data_dir), out=str(tmp_path / "r"), width=8, disc_width=8, batch_size=4,
+                  device="cpu", threads=1, val_every=2)
+    train_color(ColorRecipe(max_steps=2, **common))
+    assert torch.load(tmp_path / "r" / "last.pt", weights_only=True)["best_val"] < float("inf")
+    events = []
+    train_color(ColorRecipe(max_steps=3, native_resample=1.0, **common), resume=True,
+                reporter=Reporter(on_event=events.append))
+    assert any("not comparable" in e for e in events)
+    ckpt = torch.load(tmp_path / "r" / "last.pt", weights_only=True)
+    assert ckpt["val_view"] == {"native_resample": True}
+    log = [json.loads(line) for line in (tmp_path / "r" / "metrics.jsonl").read_text().splitlines()]
+    vals = [e for e in log if "val_l1" in e]
+    assert vals[-1]["step"] == 3 and ckpt["best_val"] == vals[-1]["val_l1"]  # whether or not lower
+    # Resuming again with the same view keeps the best; the option is recorded as changed once
+    # against recipe.json, where a run started before the option existed counts as its default.
+    events.clear()
+    train_color(ColorRecipe(max_steps=4, native_resample=1.0, **common), resume=True,
+                reporter=Reporter(on_event=events.append))
+    assert not any("not comparable" in e for e in events)
+    recipe = json.loads((tmp_path / "r" / "recipe.json").read_text())
+    del recipe["native_resample"]
+    (tmp_path / "r" / "recipe.json").write_text(json.dumps(recipe))
+    train_color(ColorRecipe(max_steps=5, **common), resume=True)
+    log = [json.loads(line) for line in (tmp_path / "r" / "metrics.jsonl").read_text().splitlines()]
+    assert [e["changed"] for e in log if e.get("event") == "resumed"][-1] == {"max_steps": [2, 5]}

@@ -13,6 +13,7 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
+import cv2
 import numpy as np
 import torch
 import torch.nn.functional as F
@@ -76,6 +77,11 @@ class ColorRecipe:
     # Fraction of the run after which the learning rate decays linearly to zero, as pix2pix's
     # own schedule (n_epochs + n_epochs_decay); 1.0 = constant, the seed's choice.
     lr_decay_start: float = 1.0
+    # Fraction of the photos already at the training size (Tiny-ImageNet's 64x64 JPEGs) that are
+    # shown as the evaluation protocol shows a small photo: enlarged x4 (bicubic) and reduced
+    # back (area), i.e. softened as a photo reduced from a larger scan is. 0 = as stored. When
+    # above 0, validation shows every such photo that way too.
+    native_resample: float = 0.0
     val_fraction: float = 0.02
     val_every: int | None = None  # steps; None = once per epoch
     checkpoint_every: int = 500
@@ -87,8 +93,11 @@ class ColorRecipe:
     threads: int | None = None
 
 
-def photo_to_sample(img: np.ndarray, size: int, rng: np.random.Generator) -> torch.Tensor:
-    """A random square view of a photo, area-resized to size x size, randomly flipped."""
+def photo_to_sample(img: np.ndarray, size: int, rng: np.random.Generator,
+                    native_resample: float = 0.0) -> torch.Tensor:
+    """A random square view of a photo, area-resized to size x size, randomly flipped; a view
+    that needed no resizing is, with probability native_resample, softened by
+    resample_via_enlargement."""
     h, w = img.shape[:2]
     side = min(h, w)
     if side > size:
@@ -97,16 +106,31 @@ def photo_to_sample(img: np.ndarray, size: int, rng: np.random.Generator) -> tor
     crop = img[y:y + side, x:x + side]
     if crop.shape[:2] != (size, size):
         crop = area_resize(crop, (size, size))
+    elif native_resample > 0 and rng.random() < native_resample:
+        crop = resample_via_enlargement(crop)
     return to_chw(random_flip(crop, rng))
 
 
-def center_sample(img: np.ndarray, size: int) -> torch.Tensor:
-    """The evaluation view: centre square, area-resized (deterministic, for validation)."""
+def center_sample(img: np.ndarray, size: int, native_resample: bool = False) -> torch.Tensor:
+    """The evaluation view: centre square, area-resized (deterministic, for validation); a photo
+    already at size x size is passed through resample_via_enlargement when native_resample."""
     h, w = img.shape[:2]
     side = min(h, w)
     y, x = (h - side) // 2, (w - side) // 2
     crop = img[y:y + side, x:x + side]
-    return to_chw(area_resize(crop, (size, size)) if side != size else crop)
+    if side != size:
+        return to_chw(area_resize(crop, (size, size)))
+    return to_chw(resample_via_enlargement(crop) if native_resample else crop)
+
+
+def resample_via_enlargement(img: np.ndarray, factor: int = 4) -> np.ndarray:
+    """(H, W, 3) float32 -> the same size after a bicubic x factor enlargement, clipped to
+    [0, 1], and an area reduction back: what the evaluation protocol does to a photo smaller
+    than its 256x256 truth (evaluate.protocol_pair), and about how a photo reduced from a larger
+    original looks (softer than a small JPEG stored at that size)."""
+    h, w = img.shape[:2]
+    big = np.clip(cv2.resize(img, (w * factor, h * factor), interpolation=cv2.INTER_CUBIC), 0, 1)
+    return area_resize(big, (h, w))
 
 
 def split_lab(rgb: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -152,11 +176,15 @@ def train_color(recipe: ColorRecipe, resume: bool = False, reporter: Reporter | 
     opt_d = torch.optim.Adam(D.parameters(), recipe.lr, betas=(recipe.beta1, recipe.beta2))
     G_ema = copy.deepcopy(G).requires_grad_(False) if recipe.ema > 0 else None
     step, best_val = 0, float("inf")
+    val_view = {"native_resample": True} if recipe.native_resample > 0 else {}
     if resume:
         parts = {"G": G, "D": D, "opt_g": opt_g, "opt_d": opt_d}
         if G_ema is not None:
             parts["G_ema"] = G_ema
-        step, best_val = resume_training_state(Path(recipe.out) / "last.pt", recipe.lr, **parts)
+        step, best_val = resume_training_state(
+            Path(recipe.out) / "last.pt", recipe.lr, val_view, lambda: reporter.on_event(
+                "validation photos are shown differently from the checkpoint's run: its best "
+                "validation L1 is not comparable and is dropped"), **parts)
         changed = run.record_resume(recipe, step)
         reporter.on_event(f"resumed from step {step}" + (
             f" with changed options: {', '.join(sorted(changed))}" if changed else ""))
@@ -165,10 +193,11 @@ def train_color(recipe: ColorRecipe, resume: bool = False, reporter: Reporter | 
     if ddp.world > 1:
         G, D = DDP(G), DDP(D)
     amp = use_mixed_precision(device, recipe.amp)
-    val_batch = torch.stack([center_sample(val_photos.load(i), recipe.size) for i in val_idx])
+    val_batch = torch.stack([center_sample(val_photos.load(i), recipe.size, recipe.native_resample > 0)
+                             for i in val_idx])
 
     def sample(i: int, rng: np.random.Generator) -> torch.Tensor:
-        return photo_to_sample(photos.load(i), recipe.size, rng)
+        return photo_to_sample(photos.load(i), recipe.size, rng, recipe.native_resample)
 
     def step_fn(rgb: torch.Tensor, step: int) -> dict[str, torch.Tensor]:
         lr = scheduled_lr(recipe, step, total)
@@ -194,6 +223,7 @@ def train_color(recipe: ColorRecipe, resume: bool = False, reporter: Reporter | 
     def state() -> dict:
         parts = {"G": unwrap(G).state_dict(), "D": unwrap(D).state_dict(),
                  "opt_g": opt_g.state_dict(), "opt_d": opt_d.state_dict()}
+        parts["val_view"] = val_view
         return parts | ({"G_ema": G_ema.state_dict()} if G_ema is not None else {})
 
     schedule = Schedule(Path(recipe.out), recipe.seed, recipe.batch_size, total, steps_per_epoch,

@@ -8,7 +8,7 @@ import json
 import os
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import MISSING, asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
@@ -177,7 +177,10 @@ class RunLog:
             old = json.loads((self.folder / "recipe.json").read_text())
         except (OSError, ValueError):
             old = {}
-        changed = {k: [old.get(k), v] for k, v in new.items() if old.get(k) != v}
+        # An option added after the run began is absent from its recipe.json: it had the default.
+        defaults = {f.name: f.default for f in fields(recipe) if f.default is not MISSING}
+        changed = {k: [old.get(k, defaults.get(k)), v] for k, v in new.items()
+                   if old.get(k, defaults.get(k)) != v}
         if changed:
             self.write_recipe(recipe, f"recipe.resume-step{step:07d}.json")
         self.log({"step": step, "event": "resumed", "changed": changed})
@@ -199,16 +202,26 @@ def load_checkpoint(path: Path) -> dict[str, Any]:
     return safe_torch_load(path)
 
 
-def resume_training_state(path: Path, lr: float, **parts: Any) -> tuple[int, float]:
+def resume_training_state(path: Path, lr: float, val_view: dict | None = None,
+                          on_view_change: Callable[[], None] | None = None,
+                          **parts: Any) -> tuple[int, float]:
     """Load the named models / optimizers (G, D, opt_g, opt_d) from a checkpoint; returns
     (step, best_val). The recipe's learning rate replaces the one saved in the optimizers, so
-    a resumed run can be a low-lr fine-tune; with an unchanged recipe nothing differs."""
+    a resumed run can be a low-lr fine-tune; with an unchanged recipe nothing differs.
+    val_view describes how the validation photos are shown (saved as the checkpoint's
+    "val_view", absent = {}); when it differs from the checkpoint's, the saved best validation
+    score measured something else and is dropped (best_val = inf; on_view_change is called)."""
     ckpt = load_checkpoint(path)
     for key, obj in parts.items():
         obj.load_state_dict(ckpt[key])
         for group in getattr(obj, "param_groups", []):
             group["lr"] = lr
-    return int(ckpt["step"]), float(ckpt["best_val"])
+    best_val = float(ckpt["best_val"])
+    if val_view is not None and ckpt.get("val_view", {}) != val_view:
+        best_val = float("inf")
+        if on_view_change is not None:
+            on_view_change()
+    return int(ckpt["step"]), best_val
 
 
 def unwrap(model: torch.nn.Module) -> torch.nn.Module:
