@@ -120,6 +120,9 @@ def train_sr_cmd(
                                      "top of a bicubic upscale (converges far faster)."),
     upsampler: str = typer.Option("stages", "--upsampler", help="stages (the seed's) or lowres "
                                   "(ESPCN-style tail on the input grid: the fast model)."),
+    lr_kernel: str = typer.Option("area", "--lr-kernel", help="How LR inputs are made from HR crops: area "
+                                  "(the evaluation protocol's), bicubic (the SR papers'), or mixed "
+                                  "(each sample one or the other)."),
     disc_width: int = typer.Option(64, "--disc-width"),
     val_every: int | None = typer.Option(None, "--val-every"), seed: int = typer.Option(0, "--seed"),
     checkpoint_every: int = typer.Option(500, "--checkpoint-every", help="Steps between last.pt saves."),
@@ -137,7 +140,7 @@ def train_sr_cmd(
                       batch_size=batch_size, lr=lr, perceptual=perceptual, adv_weight=adv_weight,
                       pixel_weight=pixel_weight, channels=channels, blocks=blocks, head_kernel=head_kernel,
                       tail_kernel=tail_kernel, global_skip=global_skip, upsampler=upsampler,
-                      disc_width=disc_width,
+                      lr_kernel=lr_kernel, disc_width=disc_width,
                       val_every=val_every, seed=seed, checkpoint_every=checkpoint_every, device=device,
                       amp=amp, workers=workers, threads=threads)
     run = _run(train_sr, recipe, resume)

@@ -336,3 +336,36 @@ def test_resume_with_a_new_validation_view_drops_the_old_best(data_dir, tmp_path
     train_color(ColorRecipe(max_steps=5, **common), resume=True)
     log = [json.loads(line) for line in (tmp_path / "r" / "metrics.jsonl").read_text().splitlines()]
     assert [e["changed"] for e in log if e.get("event") == "resumed"][-1] == {"max_steps": [2, 5]}
+
+
+def test_sr_lr_kernels():
+    from colorsr_cli.evaluate import sr_literature_pair
+    from colorsr_cli.train.sr import downsample, hr_lr_pair
+
+    img = np.random.default_rng(5).random((40, 48, 3), dtype=np.float32)
+    _, literature_lr = sr_literature_pair(img)
+    assert torch.allclose(torch.from_numpy(downsample(img, 4, "bicubic").transpose(2, 0, 1).copy()),
+                          literature_lr, atol=1e-6)
+    area = downsample(img, 4, "area")
+    assert np.allclose(area, img.reshape(10, 4, 12, 4, 3).mean((1, 3)), atol=1e-6)
+    assert np.abs(area - downsample(img, 4, "bicubic")).mean() > 0.01
+    with pytest.raises(ValueError, match="LR kernel"):
+        downsample(img, 4, "nearest")
+    # The default keeps the random stream (older runs resume identically); "mixed" uses both.
+    lr_default, hr_default = hr_lr_pair(img, 32, 4, np.random.default_rng(1))
+    lr_area, hr_area = hr_lr_pair(img, 32, 4, np.random.default_rng(1), "area")
+    assert torch.equal(lr_default, lr_area) and torch.equal(hr_default, hr_area)
+    kinds = set()
+    for seed in range(12):
+        lr, hr = hr_lr_pair(img, 32, 4, np.random.default_rng(seed), "mixed")
+        crop = hr.permute(1, 2, 0).numpy()
+        for kind in ("area", "bicubic"):
+            if torch.allclose(lr, torch.from_numpy(downsample(crop, 4, kind).transpose(2, 0, 1).copy())):
+                kinds.add(kind)
+    assert kinds == {"area", "bicubic"}
+
+
+def test_sr_training_with_an_unknown_lr_kernel_is_a_clear_error(data_dir, tmp_path):
+    with pytest.raises(ValueError, match="LR kernel"):
+        train_sr(SRRecipe(data=str(data_dir), out=str(tmp_path / "s"), hr_size=32, lr_kernel="box",
+                          device="cpu", max_steps=1))

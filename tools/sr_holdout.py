@@ -1,7 +1,7 @@
 """Compare super-resolution weight files on a run's held-out TRAINING photos (never the test
 split): PSNR / SSIM (RGB and Y) of x4 outputs against the HR centre crops, next to bicubic.
 
-    python tools/sr_holdout.py RUN_DIR WEIGHTS [WEIGHTS ...] [--crop 192]
+    python tools/sr_holdout.py RUN_DIR WEIGHTS [WEIGHTS ...] [--crop 192] [--lr-kernel bicubic]
 """
 
 from __future__ import annotations
@@ -31,6 +31,8 @@ def main() -> None:
     parser.add_argument("run_dir", type=Path)
     parser.add_argument("weights", type=Path, nargs="+")
     parser.add_argument("--crop", type=int, default=192)
+    parser.add_argument("--lr-kernel", choices=("area", "bicubic"), default="area",
+                        help="how the LR input is made (the protocol's area, or the SR papers' bicubic)")
     args = parser.parse_args()
     recipe = json.loads((args.run_dir / "recipe.json").read_text())
     photos = PhotoFolder(Path(recipe["data"]), Reporter(), min_side=recipe["hr_size"])
@@ -39,10 +41,10 @@ def main() -> None:
     for i in val:
         img = photos.load(i)
         if min(img.shape[:2]) >= args.crop:
-            pairs.append(hr_lr_pair(img, args.crop, 4, None))
+            pairs.append(hr_lr_pair(img, args.crop, 4, None, args.lr_kernel))
     lr, hr = torch.stack([p[0] for p in pairs]), torch.stack([p[1] for p in pairs])
     bicubic = torch.stack([resize(x, tuple(hr.shape[-2:]), "bicubic").clamp(0, 1) for x in lr])
-    print(f"{len(hr)} held-out crops of {args.crop}x{args.crop}")
+    print(f"{len(hr)} held-out crops of {args.crop}x{args.crop}, LR by {args.lr_kernel} x1/4")
     print(f"bicubic: {scores(bicubic, hr)}")
     for path in args.weights:
         model, meta = load_weight_file(path)

@@ -15,6 +15,7 @@ import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
+import cv2
 import numpy as np
 import torch
 import torch.nn.functional as F
@@ -44,6 +45,7 @@ from colorsr_cli.train.common import (
 from colorsr_cli.weightfile import save_weight_file
 
 PERCEPTUAL = ("vgg", "features")
+LR_KERNELS = ("area", "bicubic", "mixed")
 
 
 @dataclass(frozen=True)
@@ -70,6 +72,10 @@ class SRRecipe:
     tail_kernel: int = 9
     global_skip: bool = False
     upsampler: str = "stages"  # or "lowres" (ESPCN-style tail: the fast model)
+    # How the LR input is made from the HR crop: "area" (the evaluation protocol's and an old
+    # photo's reduction), "bicubic" (the SR papers' protocol: OpenCV bicubic, no antialiasing),
+    # or "mixed" (each sample one or the other at random; validation alternates them).
+    lr_kernel: str = "area"
     disc_width: int = 64
     vgg_weights: str = "vgg19-imagenet"
     val_fraction: float = 0.05
@@ -83,10 +89,10 @@ class SRRecipe:
     threads: int | None = None
 
 
-def hr_lr_pair(img: np.ndarray, hr: int, scale: int, rng: np.random.Generator | None
-               ) -> tuple[torch.Tensor, torch.Tensor]:
-    """A random (or, without rng, centre) hr x hr crop with random flip/rotation, and its
-    area-downsampled LR: ((3, hr/scale, hr/scale), (3, hr, hr))."""
+def hr_lr_pair(img: np.ndarray, hr: int, scale: int, rng: np.random.Generator | None,
+               kernel: str = "area") -> tuple[torch.Tensor, torch.Tensor]:
+    """A random (or, without rng, centre) hr x hr crop with random flip/rotation, and its LR made
+    with `kernel` (see SRRecipe.lr_kernel; "mixed" needs rng): ((3, hr/scale, hr/scale), (3, hr, hr))."""
     h, w = img.shape[:2]
     if rng is None:
         y, x = (h - hr) // 2, (w - hr) // 2
@@ -98,8 +104,19 @@ def hr_lr_pair(img: np.ndarray, hr: int, scale: int, rng: np.random.Generator | 
             crop = crop[:, ::-1]
         crop = np.rot90(crop, int(rng.integers(0, 4)))
     crop = np.ascontiguousarray(crop)
-    low = area_resize(crop, (hr // scale, hr // scale))
-    return to_chw(low), to_chw(crop)
+    if kernel == "mixed":
+        kernel = "bicubic" if rng.random() < 0.5 else "area"
+    return to_chw(downsample(crop, scale, kernel)), to_chw(crop)
+
+
+def downsample(img: np.ndarray, scale: int, kernel: str) -> np.ndarray:
+    """(H, W, 3) float32 reduced 1/scale: "area", or "bicubic" as evaluate.sr_literature_pair."""
+    size = (img.shape[0] // scale, img.shape[1] // scale)
+    if kernel == "area":
+        return area_resize(img, size)
+    if kernel == "bicubic":
+        return np.clip(cv2.resize(img, (size[1], size[0]), interpolation=cv2.INTER_CUBIC), 0, 1)
+    raise ValueError(f"unknown LR kernel {kernel!r} (area, bicubic or mixed)")
 
 
 class Perceptual(torch.nn.Module):
@@ -133,6 +150,8 @@ class Perceptual(torch.nn.Module):
 
 def train_sr(recipe: SRRecipe, resume: bool = False, reporter: Reporter | None = None) -> Path:
     """Run (or resume) the recipe; returns the run folder. best.pt there is the trained model."""
+    if recipe.lr_kernel not in LR_KERNELS:
+        raise ValueError(f"unknown LR kernel {recipe.lr_kernel!r} (one of {', '.join(LR_KERNELS)})")
     reporter = reporter or Reporter()
     device = resolve_device(recipe.device, int(os.environ.get("LOCAL_RANK", 0)))
     ddp = setup_distributed(device)
@@ -163,10 +182,13 @@ def train_sr(recipe: SRRecipe, resume: bool = False, reporter: Reporter | None =
     perceptual = Perceptual(recipe.perceptual, D, recipe.vgg_weights).to(device)
     opt_g = torch.optim.Adam(G.parameters(), recipe.lr, betas=(recipe.beta1, recipe.beta2))
     opt_d = torch.optim.Adam(D.parameters(), recipe.lr, betas=(recipe.beta1, recipe.beta2))
+    val_view = {"lr_kernel": recipe.lr_kernel} if recipe.lr_kernel != "area" else {}
     step, best_val = 0, float("inf")
     if resume:
-        step, best_val = resume_training_state(Path(recipe.out) / "last.pt", recipe.lr,
-                                               G=G, D=D, opt_g=opt_g, opt_d=opt_d)
+        step, best_val = resume_training_state(
+            Path(recipe.out) / "last.pt", recipe.lr, val_view, lambda: reporter.on_event(
+                "validation LR inputs are made differently from the checkpoint's run: its best "
+                "validation L1 is not comparable and is dropped"), G=G, D=D, opt_g=opt_g, opt_d=opt_d)
         changed = run.record_resume(recipe, step)
         reporter.on_event(f"resumed from step {step}" + (
             f" with changed options: {', '.join(sorted(changed))}" if changed else ""))
@@ -175,11 +197,13 @@ def train_sr(recipe: SRRecipe, resume: bool = False, reporter: Reporter | None =
     if ddp.world > 1:
         G, D = DDP(G), DDP(D)
     amp = use_mixed_precision(device, recipe.amp)
-    pairs = [hr_lr_pair(val_photos.load(i), recipe.hr_size, recipe.scale, None) for i in val_idx]
+    kernels = ("area", "bicubic") if recipe.lr_kernel == "mixed" else (recipe.lr_kernel,)
+    pairs = [hr_lr_pair(val_photos.load(i), recipe.hr_size, recipe.scale, None, kernels[k % len(kernels)])
+             for k, i in enumerate(val_idx)]
     val_lr, val_hr = torch.stack([p[0] for p in pairs]), torch.stack([p[1] for p in pairs])
 
     def sample(i: int, rng: np.random.Generator):
-        return hr_lr_pair(photos.load(i), recipe.hr_size, recipe.scale, rng)
+        return hr_lr_pair(photos.load(i), recipe.hr_size, recipe.scale, rng, recipe.lr_kernel)
 
     def step_fn(batch, step: int) -> dict[str, torch.Tensor]:
         lr, hr = (t.to(device, non_blocking=True) for t in batch)
@@ -194,7 +218,7 @@ def train_sr(recipe: SRRecipe, resume: bool = False, reporter: Reporter | None =
 
     def state() -> dict:
         return {"G": unwrap(G).state_dict(), "D": unwrap(D).state_dict(),
-                "opt_g": opt_g.state_dict(), "opt_d": opt_d.state_dict()}
+                "opt_g": opt_g.state_dict(), "opt_d": opt_d.state_dict(), "val_view": val_view}
 
     schedule = Schedule(Path(recipe.out), recipe.seed, recipe.batch_size, total, steps_per_epoch,
                         recipe.val_every or steps_per_epoch, recipe.checkpoint_every,
