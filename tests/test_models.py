@@ -54,6 +54,7 @@ class _Exploit:
         return (exec, ("open('PWNED','w').write('x')",))
 
 
+@pytest.mark.filterwarnings("ignore:Detected pickle protocol")  # torch notes the crafted pickle's protocol
 def test_malicious_pickle_is_refused(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     path = tmp_path / "evil.pt"
