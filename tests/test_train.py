@@ -369,3 +369,15 @@ def test_sr_training_with_an_unknown_lr_kernel_is_a_clear_error(data_dir, tmp_pa
     with pytest.raises(ValueError, match="LR kernel"):
         train_sr(SRRecipe(data=str(data_dir), out=str(tmp_path / "s"), hr_size=32, lr_kernel="box",
                           device="cpu", max_steps=1))
+
+
+def test_planned_steps_says_when_the_epochs_end_the_run_first():
+    from colorsr_cli.train.common import Reporter, planned_steps
+
+    events = []
+    reporter = Reporter(on_event=events.append)
+    assert planned_steps(3, 10, None, reporter) == 30 and not events
+    assert planned_steps(3, 10, 25, reporter) == 25 and not events
+    assert planned_steps(3, 10, 40, reporter) == 30
+    assert events == ["note: 3 epochs of 10 steps end the run at step 30, before --max-steps 40 "
+                      "(raise --epochs to reach it)"]

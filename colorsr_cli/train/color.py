@@ -33,6 +33,7 @@ from colorsr_cli.train.common import (
     critic_backward,
     generator_l1_step,
     make_grid,
+    planned_steps,
     random_flip,
     resume_training_state,
     run_loop,
@@ -165,9 +166,7 @@ def train_color(recipe: ColorRecipe, resume: bool = False, reporter: Reporter | 
     if steps_per_epoch == 0:
         raise ValueError(f"{recipe.data}: {len(train_idx)} training images are fewer than one "
                          f"batch ({recipe.batch_size} x {ddp.world} processes)")
-    total = recipe.epochs * steps_per_epoch
-    if recipe.max_steps is not None:
-        total = min(total, recipe.max_steps)
+    total = planned_steps(recipe.epochs, steps_per_epoch, recipe.max_steps, reporter)
 
     G = ColorizerUNet(ColorizerConfig(recipe.width, recipe.depth)).to(device)
     D = PatchDiscriminator(PatchDiscriminatorConfig(recipe.disc_width, recipe.disc_layers,

@@ -224,6 +224,16 @@ def resume_training_state(path: Path, lr: float, val_view: dict | None = None,
     return int(ckpt["step"]), best_val
 
 
+def planned_steps(epochs: int, steps_per_epoch: int, max_steps: int | None, reporter: Reporter) -> int:
+    """The run's length: epochs x steps_per_epoch, or max_steps if fewer. When the epochs end the
+    run first, says so (a --max-steps that is never reached is otherwise a silent surprise)."""
+    total = epochs * steps_per_epoch
+    if max_steps is not None and max_steps > total:
+        reporter.on_event(f"note: {epochs} epochs of {steps_per_epoch} steps end the run at step "
+                          f"{total}, before --max-steps {max_steps} (raise --epochs to reach it)")
+    return total if max_steps is None else min(total, max_steps)
+
+
 def unwrap(model: torch.nn.Module) -> torch.nn.Module:
     return model.module if hasattr(model, "module") else model
 

@@ -33,6 +33,7 @@ from colorsr_cli.train.common import (
     critic_backward,
     generator_l1_step,
     make_grid,
+    planned_steps,
     resume_training_state,
     run_loop,
     seed_everything,
@@ -171,9 +172,7 @@ def train_sr(recipe: SRRecipe, resume: bool = False, reporter: Reporter | None =
     if steps_per_epoch == 0:
         raise ValueError(f"{recipe.data}: {len(train_idx)} usable training images are fewer than "
                          f"one batch ({recipe.batch_size} x {ddp.world} processes)")
-    total = recipe.epochs * steps_per_epoch
-    if recipe.max_steps is not None:
-        total = min(total, recipe.max_steps)
+    total = planned_steps(recipe.epochs, steps_per_epoch, recipe.max_steps, reporter)
 
     G = SRGenerator(SRConfig(recipe.channels, recipe.blocks, recipe.head_kernel,
                              recipe.tail_kernel, recipe.scale, recipe.global_skip,
