@@ -221,8 +221,7 @@ def train_color(recipe: ColorRecipe, resume: bool = False, reporter: Reporter | 
 
     def state() -> dict:
         parts = {"G": unwrap(G).state_dict(), "D": unwrap(D).state_dict(),
-                 "opt_g": opt_g.state_dict(), "opt_d": opt_d.state_dict()}
-        parts["val_view"] = val_view
+                 "opt_g": opt_g.state_dict(), "opt_d": opt_d.state_dict(), "val_view": val_view}
         return parts | ({"G_ema": G_ema.state_dict()} if G_ema is not None else {})
 
     schedule = Schedule(Path(recipe.out), recipe.seed, recipe.batch_size, total, steps_per_epoch,
