@@ -40,12 +40,25 @@ def protocol_pair(rgb: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
     h, w = rgb.shape[:2]
     f = TRUTH_SIZE / min(h, w)
     size = (max(TRUTH_SIZE, round(w * f)), max(TRUTH_SIZE, round(h * f)))
-    interp = cv2.INTER_AREA if f < 1 else cv2.INTER_CUBIC
-    scaled = np.clip(cv2.resize(rgb, size, interpolation=interp), 0, 1)
+    scaled = protocol_resize(rgb, size)
     y, x = (size[1] - TRUTH_SIZE) // 2, (size[0] - TRUTH_SIZE) // 2
     truth = to_tensor(scaled[y:y + TRUTH_SIZE, x:x + TRUTH_SIZE])
     small = resize(truth, (INPUT_SIZE, INPUT_SIZE), "area")
     return truth, gray_of(small)
+
+
+def protocol_resize(rgb: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """(H, W, 3) float32 -> size=(width, height) with the protocol's filter: area to shrink,
+    bicubic to grow (clipped to [0, 1], bicubic overshoots)."""
+    interp = cv2.INTER_AREA if size[0] < rgb.shape[1] else cv2.INTER_CUBIC
+    return np.clip(cv2.resize(rgb, size, interpolation=interp), 0, 1)
+
+
+def bicubic_reduce(rgb: np.ndarray, scale: int) -> np.ndarray:
+    """(H, W, 3) float32 reduced 1/scale as the SR papers do: OpenCV bicubic, no antialiasing,
+    clipped to [0, 1]."""
+    h, w = rgb.shape[0] // scale, rgb.shape[1] // scale
+    return np.clip(cv2.resize(rgb, (w, h), interpolation=cv2.INTER_CUBIC), 0, 1)
 
 
 def gray_of(rgb: torch.Tensor) -> torch.Tensor:
@@ -198,9 +211,7 @@ def sr_literature_pair(rgb: np.ndarray, scale: int = 4) -> tuple[torch.Tensor, t
     x1/scale of that crop. Returns (truth (3, H, W), LR (3, H/scale, W/scale))."""
     h, w = (rgb.shape[0] // scale) * scale, (rgb.shape[1] // scale) * scale
     crop = np.ascontiguousarray(rgb[:h, :w])
-    truth = to_tensor(crop)
-    low = cv2.resize(crop, (w // scale, h // scale), interpolation=cv2.INTER_CUBIC)
-    return truth, to_tensor(np.clip(low, 0, 1))
+    return to_tensor(crop), to_tensor(bicubic_reduce(crop, scale))
 
 
 def evaluate_sr_literature(jobs: list[ImageJob], sr_only: Restorer, border: int = 4,

@@ -13,7 +13,6 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-import cv2
 import numpy as np
 import torch
 import torch.nn.functional as F
@@ -21,6 +20,7 @@ from torch.nn.parallel import DistributedDataParallel as DDP
 
 from colorsr_cli.color import lab_to_rgb, normalize_ab, normalize_l, rgb_to_lab
 from colorsr_cli.devices import resolve_device
+from colorsr_cli.evaluate import protocol_resize
 from colorsr_cli.io import write_image_atomic
 from colorsr_cli.models import ColorizerConfig, ColorizerUNet, PatchDiscriminator
 from colorsr_cli.models.colorizer import PatchDiscriminatorConfig
@@ -130,8 +130,7 @@ def resample_via_enlargement(img: np.ndarray, factor: int = 4) -> np.ndarray:
     than its 256x256 truth (evaluate.protocol_pair), and about how a photo reduced from a larger
     original looks (softer than a small JPEG stored at that size)."""
     h, w = img.shape[:2]
-    big = np.clip(cv2.resize(img, (w * factor, h * factor), interpolation=cv2.INTER_CUBIC), 0, 1)
-    return area_resize(big, (h, w))
+    return area_resize(protocol_resize(img, (w * factor, h * factor)), (h, w))
 
 
 def split_lab(rgb: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:

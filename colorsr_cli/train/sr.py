@@ -15,13 +15,13 @@ import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
-import cv2
 import numpy as np
 import torch
 import torch.nn.functional as F
 from torch.nn.parallel import DistributedDataParallel as DDP
 
 from colorsr_cli.devices import resolve_device
+from colorsr_cli.evaluate import bicubic_reduce
 from colorsr_cli.io import write_image_atomic
 from colorsr_cli.models import SRConfig, SRDiscriminator, SRDiscriminatorConfig, SRGenerator
 from colorsr_cli.train.common import (
@@ -112,11 +112,10 @@ def hr_lr_pair(img: np.ndarray, hr: int, scale: int, rng: np.random.Generator | 
 
 def downsample(img: np.ndarray, scale: int, kernel: str) -> np.ndarray:
     """(H, W, 3) float32 reduced 1/scale: "area", or "bicubic" as evaluate.sr_literature_pair."""
-    size = (img.shape[0] // scale, img.shape[1] // scale)
     if kernel == "area":
-        return area_resize(img, size)
+        return area_resize(img, (img.shape[0] // scale, img.shape[1] // scale))
     if kernel == "bicubic":
-        return np.clip(cv2.resize(img, (size[1], size[0]), interpolation=cv2.INTER_CUBIC), 0, 1)
+        return bicubic_reduce(img, scale)
     raise ValueError(f"unknown LR kernel {kernel!r} (area, bicubic or mixed)")
 
 
