@@ -179,10 +179,8 @@ def train_color(recipe: ColorRecipe, resume: bool = False, reporter: Reporter | 
         parts = {"G": G, "D": D, "opt_g": opt_g, "opt_d": opt_d}
         if G_ema is not None:
             parts["G_ema"] = G_ema
-        step, best_val = resume_training_state(
-            Path(recipe.out) / "last.pt", recipe.lr, val_view, lambda: reporter.on_event(
-                "validation photos are shown differently from the checkpoint's run: its best "
-                "validation L1 is not comparable and is dropped"), **parts)
+        step, best_val = resume_training_state(Path(recipe.out) / "last.pt", recipe.lr, val_view,
+                                               reporter, **parts)
         changed = run.record_resume(recipe, step)
         reporter.on_event(f"resumed from step {step}" + (
             f" with changed options: {', '.join(sorted(changed))}" if changed else ""))

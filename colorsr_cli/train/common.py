@@ -203,14 +203,13 @@ def load_checkpoint(path: Path) -> dict[str, Any]:
 
 
 def resume_training_state(path: Path, lr: float, val_view: dict | None = None,
-                          on_view_change: Callable[[], None] | None = None,
-                          **parts: Any) -> tuple[int, float]:
+                          reporter: Reporter | None = None, **parts: Any) -> tuple[int, float]:
     """Load the named models / optimizers (G, D, opt_g, opt_d) from a checkpoint; returns
     (step, best_val). The recipe's learning rate replaces the one saved in the optimizers, so
     a resumed run can be a low-lr fine-tune; with an unchanged recipe nothing differs.
     val_view describes how the validation photos are shown (saved as the checkpoint's
     "val_view", absent = {}); when it differs from the checkpoint's, the saved best validation
-    score measured something else and is dropped (best_val = inf; on_view_change is called)."""
+    score measured something else and is dropped (best_val = inf, and the reporter is told)."""
     ckpt = load_checkpoint(path)
     for key, obj in parts.items():
         obj.load_state_dict(ckpt[key])
@@ -219,8 +218,9 @@ def resume_training_state(path: Path, lr: float, val_view: dict | None = None,
     best_val = float(ckpt["best_val"])
     if val_view is not None and ckpt.get("val_view", {}) != val_view:
         best_val = float("inf")
-        if on_view_change is not None:
-            on_view_change()
+        if reporter is not None:
+            reporter.on_event("validation inputs are made differently from the checkpoint's run: "
+                              "its best validation L1 is not comparable and is dropped")
     return int(ckpt["step"]), best_val
 
 

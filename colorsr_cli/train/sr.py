@@ -183,10 +183,8 @@ def train_sr(recipe: SRRecipe, resume: bool = False, reporter: Reporter | None =
     val_view = {"lr_kernel": recipe.lr_kernel} if recipe.lr_kernel != "area" else {}
     step, best_val = 0, float("inf")
     if resume:
-        step, best_val = resume_training_state(
-            Path(recipe.out) / "last.pt", recipe.lr, val_view, lambda: reporter.on_event(
-                "validation LR inputs are made differently from the checkpoint's run: its best "
-                "validation L1 is not comparable and is dropped"), G=G, D=D, opt_g=opt_g, opt_d=opt_d)
+        step, best_val = resume_training_state(Path(recipe.out) / "last.pt", recipe.lr, val_view,
+                                               reporter, G=G, D=D, opt_g=opt_g, opt_d=opt_d)
         changed = run.record_resume(recipe, step)
         reporter.on_event(f"resumed from step {step}" + (
             f" with changed options: {', '.join(sorted(changed))}" if changed else ""))
