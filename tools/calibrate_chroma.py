@@ -14,6 +14,7 @@ import argparse
 import json
 from pathlib import Path
 
+import numpy as np
 import torch
 
 from colorsr_cli.color import lab_to_rgb, rgb_to_lab
@@ -26,14 +27,20 @@ from colorsr_cli.weightfile import load_weight_file
 GAINS = (1.3, 1.2, 1.1, 1.0, 0.9, 0.8, 0.7, 0.6, 0.5, 0.4)
 
 
-def holdout(run_dir: Path, limit: int) -> tuple[torch.Tensor, torch.Tensor]:
+def holdout_photos(run_dir: Path, limit: int | None = None) -> list[np.ndarray]:
+    """The photos a colour run validated on (its --val folder, or its held-out share)."""
     recipe = json.loads((run_dir / "recipe.json").read_text())
     photos = PhotoFolder(Path(recipe["val"] or recipe["data"]), Reporter())
     if recipe["val"]:
         indices = list(range(len(photos)))
     else:
         indices = split_holdout(len(photos), recipe["val_fraction"], recipe["seed"])[1]
-    pairs = [protocol_pair(photos.load(i)) for i in indices[:limit]]
+    return [photos.load(i) for i in indices[:limit]]
+
+
+def protocol_views(photos: list[np.ndarray]) -> tuple[torch.Tensor, torch.Tensor]:
+    """The protocol's (gray 64x64 input, its colour 64x64 truth) for each photo, batched."""
+    pairs = [protocol_pair(img) for img in photos]
     truth = torch.stack([torch.nn.functional.interpolate(t[None], size=(64, 64), mode="area")[0]
                          for t, _ in pairs])
     return torch.stack([g for _, g in pairs]), truth
@@ -54,7 +61,7 @@ def main() -> None:
         model, _ = generator_from_checkpoint(args.run_dir, args.checkpoint)
     else:
         model, _ = load_weight_file(args.run_dir / "best.pt")
-    gray, truth = holdout(args.run_dir, args.limit)
+    gray, truth = protocol_views(holdout_photos(args.run_dir, args.limit))
     L = rgb_to_lab(gray)[:, :1]
     x = L / 50 - 1
     ab = model(x) * 110

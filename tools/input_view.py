@@ -13,26 +13,21 @@ gain times each --gains factor."""
 from __future__ import annotations
 
 import argparse
-import json
 from pathlib import Path
 
 import numpy as np
 import torch
+from calibrate_chroma import holdout_photos, protocol_views  # tools/, beside this script
 
 from colorsr_cli.color import lab_to_rgb, rgb_to_lab
-from colorsr_cli.evaluate import protocol_pair
 from colorsr_cli.io import find_images, read_image
 from colorsr_cli.metrics import ab_error, colorfulness
-from colorsr_cli.train.common import PhotoFolder, Reporter, split_holdout
 from colorsr_cli.weightfile import load_weight_file
 
 
 def small_photos(run: Path | None, folder: Path | None) -> list[np.ndarray]:
     if run is not None:
-        recipe = json.loads((run / "recipe.json").read_text())
-        photos = PhotoFolder(Path(recipe["data"]), Reporter())
-        idx = split_holdout(len(photos), recipe["val_fraction"], recipe["seed"])[1]
-        images = [photos.load(i) for i in idx]
+        images = holdout_photos(run)
     else:
         jobs, _ = find_images([str(folder)])
         images = [read_image(job.source).rgb for job in jobs]
@@ -50,12 +45,10 @@ def main() -> None:
                         help="factors on each file's own chroma gain")
     args = parser.parse_args()
     images = small_photos(args.run, args.folder)
-    pairs = [protocol_pair(img) for img in images]
-    truth = torch.stack([torch.nn.functional.interpolate(t[None], size=(64, 64), mode="area")[0]
-                         for t, _ in pairs])
+    protocol_gray, truth = protocol_views(images)
     views = {"stored": torch.stack([torch.from_numpy(np.ascontiguousarray(img.transpose(2, 0, 1)))
                                     for img in images]),
-             "protocol": torch.stack([g for _, g in pairs])}
+             "protocol": protocol_gray}
     target = colorfulness(truth).mean().item()
     print(f"{len(images)} photos of 64x64; truth colourfulness {target:.1f}")
     print("weights                      input     gain  ab_error  vs gray  colourfulness vs truth")
