@@ -291,7 +291,7 @@ def test_native_resample_shows_small_photos_as_the_evaluation_protocol_does():
     softened = resample_via_enlargement(photo)
     assert np.abs(softened - protocol_view.permute(1, 2, 0).numpy()).max() < 1e-5
     assert np.abs(softened - photo).mean() > 0.05  # it softens a photo with detail
-    assert torch.equal(center_sample(photo, 64, native_resample=True), torch.from_numpy(
+    assert torch.equal(center_sample(photo, 64, soften=True), torch.from_numpy(
         softened.transpose(2, 0, 1).copy()))
     assert torch.equal(center_sample(photo, 64), torch.from_numpy(photo.transpose(2, 0, 1).copy()))
 

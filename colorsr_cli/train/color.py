@@ -112,16 +112,17 @@ def photo_to_sample(img: np.ndarray, size: int, rng: np.random.Generator,
     return to_chw(random_flip(crop, rng))
 
 
-def center_sample(img: np.ndarray, size: int, native_resample: bool = False) -> torch.Tensor:
+def center_sample(img: np.ndarray, size: int, soften: bool = False) -> torch.Tensor:
     """The evaluation view: centre square, area-resized (deterministic, for validation); a photo
-    already at size x size is passed through resample_via_enlargement when native_resample."""
+    already at size x size is passed through resample_via_enlargement when soften (the
+    validation view of a run trained with --native-resample)."""
     h, w = img.shape[:2]
     side = min(h, w)
     y, x = (h - side) // 2, (w - side) // 2
     crop = img[y:y + side, x:x + side]
     if side != size:
         return to_chw(area_resize(crop, (size, size)))
-    return to_chw(resample_via_enlargement(crop) if native_resample else crop)
+    return to_chw(resample_via_enlargement(crop) if soften else crop)
 
 
 def resample_via_enlargement(img: np.ndarray, factor: int = 4) -> np.ndarray:
