@@ -58,6 +58,8 @@ def train_color_cmd(
     epochs: int = typer.Option(30, "--epochs"), max_steps: int | None = typer.Option(None, "--max-steps"),
     batch_size: int = typer.Option(16, "--batch-size"), lr: float = typer.Option(2e-4, "--lr"),
     l1_weight: float = typer.Option(100.0, "--l1-weight", help="Weight of L1 next to the GAN loss."),
+    pixel_loss: str = typer.Option("l1", "--pixel-loss", help="The term --l1-weight scales: l1 (the "
+                                   "seed) or euclidean (distance in the ab plane, the ab error metric)."),
     width: int = typer.Option(32, "--width", help="U-Net width of the first level."),
     depth: int = typer.Option(3, "--depth", help="U-Net downsamplings."),
     size: int = typer.Option(64, "--size", help="Training resolution."),
@@ -90,7 +92,8 @@ def train_color_cmd(
 
     recipe = ColorRecipe(data=str(data), out=str(out_dir), val=str(val) if val else None, size=size,
                          epochs=epochs, max_steps=max_steps, batch_size=batch_size, lr=lr,
-                         l1_weight=l1_weight, width=width, depth=depth, disc_sigmoid=disc_sigmoid,
+                         l1_weight=l1_weight, pixel_loss=pixel_loss, width=width, depth=depth,
+                         disc_sigmoid=disc_sigmoid,
                          adv_weight=adv_weight, pretrain_steps=pretrain_steps, ema=ema,
                          lr_decay_start=lr_decay_start, native_resample=native_resample,
                          val_every=val_every, seed=seed,

@@ -381,3 +381,41 @@ def test_planned_steps_says_when_the_epochs_end_the_run_first():
     assert planned_steps(3, 10, 40, reporter) == 30
     assert events == ["note: 3 epochs of 10 steps end the run at step 30, before --max-steps 40 "
                       "(raise --epochs to reach it)"]
+
+
+def test_euclidean_pixel_loss_is_the_ab_error_and_trains(data_dir, tmp_path):
+    """--pixel-loss euclidean: the loss is the evaluation's ab error (per-pixel distance in the
+    ab plane) of the normalised maps, it is logged as ab_dist, it falls on a fixed batch, and a
+    run with it trains through both phases."""
+    from colorsr_cli.metrics import ab_error
+    from colorsr_cli.train.color import ab_distance, merge_lab
+    from colorsr_cli.train.common import Reporter
+
+    g = torch.Generator().manual_seed(0)
+    L = torch.rand(2, 1, 8, 8, generator=g) * 0.6 - 0.3
+    a, b = ((torch.rand(2, 2, 8, 8, generator=g) - 0.5) * 0.3 for _ in range(2))
+    assert ab_distance(a, b).item() == pytest.approx(
+        torch.linalg.vector_norm(a - b, dim=1).mean().item(), rel=1e-4)
+    # In Lab units (x110), for colours inside the sRGB gamut, it is the metric's ab error.
+    rgb_a, rgb_b = merge_lab(L, a), merge_lab(L, b)
+    assert 0 < rgb_a.min() and rgb_a.max() < 1 and 0 < rgb_b.min() and rgb_b.max() < 1
+    assert ab_distance(a, b).item() * 110 == pytest.approx(ab_error(rgb_a, rgb_b).mean().item(), rel=1e-3)
+
+    torch.manual_seed(0)
+    G, D = ColorizerUNet(ColorizerConfig(width=8)), PatchDiscriminator(PatchDiscriminatorConfig(width=8))
+    opt_g = torch.optim.Adam(G.parameters(), 1e-3, betas=(0.5, 0.999))
+    opt_d = torch.optim.Adam(D.parameters(), 2e-4, betas=(0.5, 0.999))
+    rgb = _batch()
+    history = [pix2pix_step(G, D, opt_g, opt_d, rgb, 100.0, False, 1.0, "euclidean") for _ in range(40)]
+    assert all("ab_dist" in h and "l1" not in h for h in history)
+    assert np.mean([h["ab_dist"] for h in history[-5:]]) < 0.7 * np.mean([h["ab_dist"] for h in history[:5]])
+
+    logged = []
+    common = dict(data=str(data_dir), width=8, disc_width=8, batch_size=4, log_every=1, device="cpu",
+                  threads=1, pretrain_steps=3, disc_sigmoid=False, pixel_loss="euclidean")
+    train_color(ColorRecipe(out=str(tmp_path / "run"), max_steps=6, **common),
+                reporter=Reporter(lambda step, total, metrics: logged.append(metrics)))
+    assert len(logged) == 6 and all(np.isfinite(m["ab_dist"]) for m in logged)
+    assert "adv" not in logged[0] and "adv" in logged[-1]  # pixel-loss-only pre-training, then the GAN
+    with pytest.raises(ValueError, match="unknown pixel loss 'l2'"):
+        train_color(ColorRecipe(out=str(tmp_path / "bad"), max_steps=2, **(common | {"pixel_loss": "l2"})))

@@ -60,6 +60,10 @@ class ColorRecipe:
     beta1: float = 0.5
     beta2: float = 0.999
     l1_weight: float = 100.0
+    # The pixel term that l1_weight scales: "l1" (the seed: mean |da| and |db| of the normalised
+    # ab) or "euclidean" (mean distance sqrt(da^2 + db^2) in the ab plane: the ab error that
+    # evaluation reports). Validation, and so best.pt, stays L1 either way.
+    pixel_loss: str = "l1"
     width: int = 32
     depth: int = 3
     disc_width: int = 64
@@ -148,6 +152,8 @@ def merge_lab(L: torch.Tensor, ab: torch.Tensor) -> torch.Tensor:
 def train_color(recipe: ColorRecipe, resume: bool = False, reporter: Reporter | None = None) -> Path:
     """Run (or resume) the recipe; returns the run folder. best.pt there is the trained model."""
     reporter = reporter or Reporter()
+    if recipe.pixel_loss not in PIXEL_LOSSES:
+        raise ValueError(f"unknown pixel loss {recipe.pixel_loss!r} (one of {', '.join(PIXEL_LOSSES)})")
     device = resolve_device(recipe.device, int(os.environ.get("LOCAL_RANK", 0)))
     ddp = setup_distributed(device)
     if recipe.threads:
@@ -203,9 +209,10 @@ def train_color(recipe: ColorRecipe, resume: bool = False, reporter: Reporter | 
                 group["lr"] = lr
         rgb = rgb.to(device, non_blocking=True)
         if step < recipe.pretrain_steps:
-            losses = l1_step(G, opt_g, rgb, amp)
+            losses = l1_step(G, opt_g, rgb, amp, recipe.pixel_loss)
         else:
-            losses = pix2pix_step(G, D, opt_g, opt_d, rgb, recipe.l1_weight, amp, recipe.adv_weight)
+            losses = pix2pix_step(G, D, opt_g, opt_d, rgb, recipe.l1_weight, amp, recipe.adv_weight,
+                                  recipe.pixel_loss)
         if G_ema is not None:
             update_ema(G_ema, unwrap(G), recipe.ema)
         return losses
@@ -248,15 +255,32 @@ def update_ema(avg: torch.nn.Module, model: torch.nn.Module, decay: float) -> No
         a.copy_(b)
 
 
-def l1_step(G, opt_g, rgb: torch.Tensor, amp: bool) -> dict[str, torch.Tensor]:
-    """One L1-only generator update (the pre-training phase)."""
+PIXEL_LOSSES = ("l1", "euclidean")
+
+
+def ab_distance(fake: torch.Tensor, real: torch.Tensor) -> torch.Tensor:
+    """Mean Euclidean distance between (N, 2, H, W) ab maps, per pixel in the ab plane (the
+    evaluation's ab error, in normalised units); the tiny epsilon keeps the gradient finite
+    where the two agree exactly."""
+    return torch.sqrt((fake - real).square().sum(1) + 1e-8).mean()
+
+
+def pixel_loss_fn(kind: str):
+    """The recipe's pixel_loss as a function (fake, real) -> scalar, and the name it is logged
+    under ("l1" keeps the seed's metric name)."""
+    return (F.l1_loss, "l1") if kind == "l1" else (ab_distance, "ab_dist")
+
+
+def l1_step(G, opt_g, rgb: torch.Tensor, amp: bool, pixel_loss: str = "l1") -> dict[str, torch.Tensor]:
+    """One pixel-loss-only generator update (the pre-training phase)."""
     with torch.autocast(rgb.device.type, torch.bfloat16, enabled=amp):
         L, ab = split_lab(rgb.float())
-    return {"l1": generator_l1_step(G, opt_g, L, ab, amp)}
+    loss_fn, name = pixel_loss_fn(pixel_loss)
+    return {name: generator_l1_step(G, opt_g, L, ab, amp, loss_fn)}
 
 
 def pix2pix_step(G, D, opt_g, opt_d, rgb: torch.Tensor, l1_weight: float, amp: bool,
-                 adv_weight: float = 1.0) -> dict[str, torch.Tensor]:
+                 adv_weight: float = 1.0, pixel_loss: str = "l1") -> dict[str, torch.Tensor]:
     """One D update then one G update on an RGB batch; returns the losses (detached tensors)."""
     with torch.autocast(rgb.device.type, torch.bfloat16, enabled=amp):
         L, ab = split_lab(rgb.float())
@@ -273,13 +297,14 @@ def pix2pix_step(G, D, opt_g, opt_d, rgb: torch.Tensor, l1_weight: float, amp: b
     with torch.autocast(rgb.device.type, torch.bfloat16, enabled=amp):
         p_gen = critic(fake).float()
         adv = F.mse_loss(p_gen, torch.ones_like(p_gen))
-        l1 = F.l1_loss(fake_ab.float(), ab)
-        loss_g = adv_weight * adv + l1_weight * l1
+        loss_fn, name = pixel_loss_fn(pixel_loss)
+        pixel = loss_fn(fake_ab.float(), ab)
+        loss_g = adv_weight * adv + l1_weight * pixel
     opt_g.zero_grad(set_to_none=True)
     loss_g.backward()
     opt_g.step()
     critic.requires_grad_(True)
-    return {"loss_d": loss_d, "loss_g": loss_g.detach(), "adv": adv.detach(), "l1": l1.detach()}
+    return {"loss_d": loss_d, "loss_g": loss_g.detach(), "adv": adv.detach(), name: pixel.detach()}
 
 
 @torch.inference_mode()

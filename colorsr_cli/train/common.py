@@ -324,11 +324,13 @@ def run_loop(schedule: Schedule, ddp: Dist, run: RunLog, reporter: Reporter,
     checkpoint()
 
 
-def generator_l1_step(G, opt_g, x: torch.Tensor, target: torch.Tensor, amp: bool) -> torch.Tensor:
-    """One generator update on L1(G(x), target) alone (the colouriser's pre-training phase, the
-    SR warm-up); returns the loss (a detached tensor: see run_loop)."""
+def generator_l1_step(G, opt_g, x: torch.Tensor, target: torch.Tensor, amp: bool,
+                      loss_fn: Callable = F.l1_loss) -> torch.Tensor:
+    """One generator update on a pixel loss (default L1) of G(x) and target alone (the
+    colouriser's pre-training phase, the SR warm-up); returns the loss (a detached tensor: see
+    run_loop)."""
     with torch.autocast(x.device.type, torch.bfloat16, enabled=amp):
-        loss = F.l1_loss(G(x).float(), target)
+        loss = loss_fn(G(x).float(), target)
     opt_g.zero_grad(set_to_none=True)
     loss.backward()
     opt_g.step()
