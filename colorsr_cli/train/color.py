@@ -31,7 +31,7 @@ from colorsr_cli.train.common import (
     Schedule,
     area_resize,
     critic_backward,
-    generator_l1_step,
+    generator_pixel_step,
     make_grid,
     planned_steps,
     random_flip,
@@ -73,7 +73,7 @@ class ColorRecipe:
     # the same MSE on D's raw score, whose gradient does not vanish.
     disc_sigmoid: bool = True
     adv_weight: float = 1.0  # weight of the adversarial term (the seed: 1)
-    # Beyond the seed. L1-only steps before the adversarial phase (as DeOldify's "NoGAN"): the
+    # Beyond the seed. Pixel-loss-only steps before the adversarial phase (as DeOldify's "NoGAN"): the
     # GAN then starts from a generator that already predicts plausible colours.
     pretrain_steps: int = 0
     # Exponential moving average of the generator's weights (0 = off). GAN generators oscillate
@@ -209,7 +209,7 @@ def train_color(recipe: ColorRecipe, resume: bool = False, reporter: Reporter | 
                 group["lr"] = lr
         rgb = rgb.to(device, non_blocking=True)
         if step < recipe.pretrain_steps:
-            losses = l1_step(G, opt_g, rgb, amp, recipe.pixel_loss)
+            losses = pixel_only_step(G, opt_g, rgb, amp, recipe.pixel_loss)
         else:
             losses = pix2pix_step(G, D, opt_g, opt_d, rgb, recipe.l1_weight, amp, recipe.adv_weight,
                                   recipe.pixel_loss)
@@ -271,12 +271,13 @@ def pixel_loss_fn(kind: str):
     return (F.l1_loss, "l1") if kind == "l1" else (ab_distance, "ab_dist")
 
 
-def l1_step(G, opt_g, rgb: torch.Tensor, amp: bool, pixel_loss: str = "l1") -> dict[str, torch.Tensor]:
+def pixel_only_step(G, opt_g, rgb: torch.Tensor, amp: bool,
+                    pixel_loss: str = "l1") -> dict[str, torch.Tensor]:
     """One pixel-loss-only generator update (the pre-training phase)."""
     with torch.autocast(rgb.device.type, torch.bfloat16, enabled=amp):
         L, ab = split_lab(rgb.float())
     loss_fn, name = pixel_loss_fn(pixel_loss)
-    return {name: generator_l1_step(G, opt_g, L, ab, amp, loss_fn)}
+    return {name: generator_pixel_step(G, opt_g, L, ab, amp, loss_fn)}
 
 
 def pix2pix_step(G, D, opt_g, opt_d, rgb: torch.Tensor, l1_weight: float, amp: bool,

@@ -31,7 +31,7 @@ from colorsr_cli.train.common import (
     Schedule,
     area_resize,
     critic_backward,
-    generator_l1_step,
+    generator_pixel_step,
     make_grid,
     planned_steps,
     resume_training_state,
@@ -240,7 +240,7 @@ def train_sr(recipe: SRRecipe, resume: bool = False, reporter: Reporter | None =
 
 
 def pixel_step(G, opt_g, lr: torch.Tensor, hr: torch.Tensor, amp: bool) -> dict[str, torch.Tensor]:
-    loss = generator_l1_step(G, opt_g, lr, hr, amp)
+    loss = generator_pixel_step(G, opt_g, lr, hr, amp)
     return {"pixel": loss, "loss_g": loss}
 
 
