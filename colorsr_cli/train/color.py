@@ -255,9 +255,6 @@ def update_ema(avg: torch.nn.Module, model: torch.nn.Module, decay: float) -> No
         a.copy_(b)
 
 
-PIXEL_LOSSES = ("l1", "euclidean")
-
-
 def ab_distance(fake: torch.Tensor, real: torch.Tensor) -> torch.Tensor:
     """Mean Euclidean distance between (N, 2, H, W) ab maps, per pixel in the ab plane (the
     evaluation's ab error, in normalised units); the tiny epsilon keeps the gradient finite
@@ -265,10 +262,9 @@ def ab_distance(fake: torch.Tensor, real: torch.Tensor) -> torch.Tensor:
     return torch.sqrt((fake - real).square().sum(1) + 1e-8).mean()
 
 
-def pixel_loss_fn(kind: str):
-    """The recipe's pixel_loss as a function (fake, real) -> scalar, and the name it is logged
-    under ("l1" keeps the seed's metric name)."""
-    return (F.l1_loss, "l1") if kind == "l1" else (ab_distance, "ab_dist")
+# recipe.pixel_loss -> (loss function (fake, real) -> scalar, the name it is logged under; "l1"
+# keeps the seed's metric name).
+PIXEL_LOSSES = {"l1": (F.l1_loss, "l1"), "euclidean": (ab_distance, "ab_dist")}
 
 
 def pixel_only_step(G, opt_g, rgb: torch.Tensor, amp: bool,
@@ -276,7 +272,7 @@ def pixel_only_step(G, opt_g, rgb: torch.Tensor, amp: bool,
     """One pixel-loss-only generator update (the pre-training phase)."""
     with torch.autocast(rgb.device.type, torch.bfloat16, enabled=amp):
         L, ab = split_lab(rgb.float())
-    loss_fn, name = pixel_loss_fn(pixel_loss)
+    loss_fn, name = PIXEL_LOSSES[pixel_loss]
     return {name: generator_pixel_step(G, opt_g, L, ab, amp, loss_fn)}
 
 
@@ -298,7 +294,7 @@ def pix2pix_step(G, D, opt_g, opt_d, rgb: torch.Tensor, l1_weight: float, amp: b
     with torch.autocast(rgb.device.type, torch.bfloat16, enabled=amp):
         p_gen = critic(fake).float()
         adv = F.mse_loss(p_gen, torch.ones_like(p_gen))
-        loss_fn, name = pixel_loss_fn(pixel_loss)
+        loss_fn, name = PIXEL_LOSSES[pixel_loss]
         pixel = loss_fn(fake_ab.float(), ab)
         loss_g = adv_weight * adv + l1_weight * pixel
     opt_g.zero_grad(set_to_none=True)

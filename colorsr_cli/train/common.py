@@ -325,7 +325,7 @@ def run_loop(schedule: Schedule, ddp: Dist, run: RunLog, reporter: Reporter,
 
 
 def generator_pixel_step(G, opt_g, x: torch.Tensor, target: torch.Tensor, amp: bool,
-                      loss_fn: Callable = F.l1_loss) -> torch.Tensor:
+                         loss_fn: Callable = F.l1_loss) -> torch.Tensor:
     """One generator update on a pixel loss (default L1) of G(x) and target alone (the
     colouriser's pre-training phase, the SR warm-up); returns the loss (a detached tensor: see
     run_loop)."""
