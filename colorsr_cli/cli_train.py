@@ -75,6 +75,11 @@ def train_color_cmd(
         0.0, "--native-resample", min=0.0, max=1.0,
         help="Fraction of photos already at the training size shown softened, as the evaluation "
              "protocol shows small photos: enlarged x4 (bicubic), reduced back (area)."),
+    init_weights: Path | None = typer.Option(
+        None, "--init", help="Start the generator from this colouriser weight file (same --width and "
+        "--depth), e.g. a bundled model's file: a fine-tune. The discriminator starts fresh."),
+    cache_photos: bool = typer.Option(False, "--cache/--no-cache", help="Decode every photo once and "
+                                      "keep it in memory (3 bytes a pixel): small photos on a GPU."),
     val_every: int | None = typer.Option(None, "--val-every", help="Steps (default: each epoch)."),
     checkpoint_every: int = typer.Option(500, "--checkpoint-every", help="Steps between last.pt "
                                          "saves (a fast GPU wants fewer, larger intervals)."),
@@ -96,7 +101,8 @@ def train_color_cmd(
                          disc_sigmoid=disc_sigmoid,
                          adv_weight=adv_weight, pretrain_steps=pretrain_steps, ema=ema,
                          lr_decay_start=lr_decay_start, native_resample=native_resample,
-                         val_every=val_every, seed=seed,
+                         init_weights=str(init_weights) if init_weights else None,
+                         cache_photos=cache_photos, val_every=val_every, seed=seed,
                          checkpoint_every=checkpoint_every, device=device, amp=amp, workers=workers,
                          threads=threads)
     run = _run(train_color, recipe, resume)

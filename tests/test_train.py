@@ -419,3 +419,70 @@ def test_euclidean_pixel_loss_is_the_ab_error_and_trains(data_dir, tmp_path):
     assert "adv" not in logged[0] and "adv" in logged[-1]  # pixel-loss-only pre-training, then the GAN
     with pytest.raises(ValueError, match="unknown pixel loss 'l2'"):
         train_color(ColorRecipe(out=str(tmp_path / "bad"), max_steps=2, **(common | {"pixel_loss": "l2"})))
+
+
+def test_cached_photos_train_exactly_as_decoded_ones(data_dir, tmp_path):
+    """--cache decodes each photo once into memory: the same pixels as a fresh decode (8-bit
+    photos held as uint8, anything else as float32), a bad file skipped with a warning, and a
+    run (with data-loading processes sharing the cache) identical to one without it."""
+    from colorsr_cli.train.common import PhotoFolder, Reporter
+
+    deep = tmp_path / "deep"
+    deep.mkdir()
+    Image.fromarray((np.arange(48 * 40).reshape(48, 40) * 7 % 65536).astype(np.uint16)).save(deep / "g16.png")
+    shutil.copy(data_dir / "tiny00.jpg", deep)
+    (deep / "bad.jpg").write_bytes(b"\xff\xd8\xff garbage")
+    events = []
+    photos = PhotoFolder(deep, Reporter(on_event=events.append))
+    fresh = {p.name: photos.load(i) for i, p in enumerate(photos.paths) if p.name != "bad.jpg"}
+    held = photos.preload(threads=2)
+    assert any("bad.jpg" in e for e in events)
+    by_name = {p.name: i for i, p in enumerate(photos.paths)}
+    assert photos._cache[by_name["tiny00.jpg"]].dtype == np.uint8
+    assert photos._cache[by_name["g16.png"]].dtype == np.float32  # 16-bit: kept exact
+    assert held == 64 * 64 * 3 + 48 * 40 * 3 * 4
+    for name, img in fresh.items():
+        assert np.array_equal(photos.load(by_name[name]), img)
+    assert photos.load(by_name["bad.jpg"]).shape[:2] in {(64, 64), (48, 40)}  # the next readable one
+
+    common = dict(data=str(data_dir), width=8, disc_width=8, batch_size=4, max_steps=3, log_every=1,
+                  device="cpu", threads=1, workers=2)
+    train_color(ColorRecipe(out=str(tmp_path / "plain"), **common))
+    train_color(ColorRecipe(out=str(tmp_path / "cached"), cache_photos=True, **common))
+    a = torch.load(tmp_path / "plain" / "last.pt", weights_only=True)
+    b = torch.load(tmp_path / "cached" / "last.pt", weights_only=True)
+    assert _states_equal(a["G"], b["G"]) and _states_equal(a["D"], b["D"])
+
+
+def test_init_starts_the_generator_from_a_weight_file(data_dir, tmp_path):
+    """--init: the generator starts from an exported colouriser of the same architecture (its
+    chroma gain not carried over); a file of another width is a clear error naming both."""
+    from colorsr_cli.errors import WeightsError
+    from colorsr_cli.export import with_chroma_gain
+    from colorsr_cli.train.color import init_generator
+    from colorsr_cli.weightfile import save_weight_file
+
+    torch.manual_seed(3)
+    source = with_chroma_gain(ColorizerUNet(ColorizerConfig(width=8)), 0.9)
+    save_weight_file(source, tmp_path / "init.pt")
+    target = ColorizerUNet(ColorizerConfig(width=8))
+    init_generator(target, tmp_path / "init.pt")
+    assert _states_equal(target.state_dict(), source.state_dict()) and target.config.chroma_gain == 1.0
+    with pytest.raises(WeightsError, match="width 8, the recipe asks for width 16"):
+        init_generator(ColorizerUNet(ColorizerConfig(width=16)), tmp_path / "init.pt")
+
+    # A run that starts from it: its pre-training's first validation is that of the file's model
+    # (step 0 -> 1 changes little), far better than a random start's.
+    common = dict(data=str(data_dir), width=8, disc_width=8, batch_size=4, max_steps=1, val_every=1,
+                  device="cpu", threads=1, pretrain_steps=1, lr=1e-6)
+    train_color(ColorRecipe(out=str(tmp_path / "first"), max_steps=30, pretrain_steps=30, val_every=30,
+                            **{k: v for k, v in common.items() if k not in ("max_steps", "pretrain_steps",
+                                                                          "val_every", "lr")}))
+    export_run(tmp_path / "first", tmp_path / "first.pt", "first", half=False)
+    val = {}
+    for name, init in (("random", None), ("init", str(tmp_path / "first.pt"))):
+        train_color(ColorRecipe(out=str(tmp_path / name), init_weights=init, **common))
+        records = [json.loads(x) for x in (tmp_path / name / "metrics.jsonl").read_text().splitlines()]
+        val[name] = next(r["val_l1"] for r in records if "val_l1" in r)
+    first = json.loads((tmp_path / "first" / "metrics.jsonl").read_text().splitlines()[-1])
+    assert val["init"] == pytest.approx(first["val_l1"], rel=0.02) and val["init"] < 0.9 * val["random"]

@@ -87,6 +87,14 @@ class ColorRecipe:
     # back (area), i.e. softened as a photo reduced from a larger scan is. 0 = as stored. When
     # above 0, validation shows every such photo that way too.
     native_resample: float = 0.0
+    # Beyond the seed. Start the generator from an inference weight file of the same width and
+    # depth (a bundled model, or an export of an earlier run) instead of random weights: a
+    # fine-tune, or a longer run on faster hardware that builds on a finished one. The
+    # discriminator starts fresh.
+    init_weights: str | None = None
+    # Decode every photo once and keep it in memory (PhotoFolder.preload): for small photos on
+    # hardware whose CPUs cannot decode as fast as the GPU trains.
+    cache_photos: bool = False
     val_fraction: float = 0.02
     val_every: int | None = None  # steps; None = once per epoch
     checkpoint_every: int = 500
@@ -162,6 +170,9 @@ def train_color(recipe: ColorRecipe, resume: bool = False, reporter: Reporter | 
     seed_everything(recipe.seed)
 
     photos = PhotoFolder(Path(recipe.data), reporter)
+    if recipe.cache_photos:
+        held = photos.preload()
+        reporter.on_event(f"{len(photos)} photos decoded into memory ({held / 2**20:.0f} MiB)")
     if recipe.val:
         val_photos, train_idx = PhotoFolder(Path(recipe.val), reporter), list(range(len(photos)))
         val_idx = list(range(min(len(val_photos), 1000)))
@@ -174,7 +185,11 @@ def train_color(recipe: ColorRecipe, resume: bool = False, reporter: Reporter | 
                          f"batch ({recipe.batch_size} x {ddp.world} processes)")
     total = planned_steps(recipe.epochs, steps_per_epoch, recipe.max_steps, reporter)
 
-    G = ColorizerUNet(ColorizerConfig(recipe.width, recipe.depth)).to(device)
+    G = ColorizerUNet(ColorizerConfig(recipe.width, recipe.depth))
+    if recipe.init_weights and not resume:
+        init_generator(G, Path(recipe.init_weights))
+        reporter.on_event(f"generator initialised from {recipe.init_weights}")
+    G = G.to(device)
     D = PatchDiscriminator(PatchDiscriminatorConfig(recipe.disc_width, recipe.disc_layers,
                                                     recipe.disc_sigmoid)).to(device)
     opt_g = torch.optim.Adam(G.parameters(), recipe.lr, betas=(recipe.beta1, recipe.beta2))
@@ -236,6 +251,25 @@ def train_color(recipe: ColorRecipe, resume: bool = False, reporter: Reporter | 
              lambda step: validate(judged, val_batch, device, recipe.batch_size * 4, run, step),
              save_best, state, step, best_val)
     return Path(recipe.out)
+
+
+def init_generator(G: ColorizerUNet, path: Path) -> None:
+    """Load a colouriser weight file's weights into G, whose architecture (width, depth...) must
+    match (the file's chroma gain, an inference setting, is not carried over)."""
+    from colorsr_cli.errors import WeightsError
+    from colorsr_cli.models import config_dict
+    from colorsr_cli.weightfile import load_weight_file
+
+    model, _ = load_weight_file(path)
+    if not isinstance(model, ColorizerUNet):
+        raise WeightsError(f"{path}: not a colouriser weight file")
+    theirs, ours = config_dict(model), config_dict(G)
+    shape = {k: (theirs[k], ours[k]) for k in ours if k != "chroma_gain" and theirs[k] != ours[k]}
+    if shape:
+        raise WeightsError(f"{path}: a colouriser of " + ", ".join(
+            f"{k} {a}" for k, (a, _) in shape.items()) + ", the recipe asks for " + ", ".join(
+            f"{k} {b}" for k, (_, b) in shape.items()))
+    G.load_state_dict(model.state_dict())
 
 
 def scheduled_lr(recipe: ColorRecipe, step: int, total: int) -> float:
