@@ -411,6 +411,7 @@ def doctor(as_json: bool = typer.Option(False, "--json", help="Machine-readable 
 
 app.command("eval")(cli_eval.eval_cmd)
 app.command()(cli_train.export)
+app.command()(cli_train.ensemble)
 train_app.command("color")(cli_train.train_color_cmd)
 train_app.command("sr")(cli_train.train_sr_cmd)
 

@@ -188,3 +188,33 @@ def export(
     except ColorsrError as exc:
         raise fail(str(exc)) from None
     out.print_json(json.dumps(entry))
+
+
+def ensemble(
+    members: list[Path] = typer.Argument(..., help="Two or more colouriser weight files (e.g. exports "
+                                         "of runs, or bundled files)."),
+    dest: Path = typer.Option(..., "--out", "-o", help="Weight file to write."),
+    name: str | None = typer.Option(None, "--name", help="Manifest name (default: the file's stem)."),
+    half: bool = typer.Option(True, "--half/--full", help="Store weights as fp16 (half the size)."),
+    chroma_gain: float | None = typer.Option(None, "--chroma-gain", help="Calibrated gain on the "
+                                             "averaged chroma (the members' own gains are dropped)."),
+    manifest: Path | None = typer.Option(None, "--into-manifest", help="Also add the entry to this "
+                                         "weights_manifest.json (bundled if the file lies beside it)."),
+    default: bool = typer.Option(False, "--default", help="With --into-manifest: make it the default."),
+    description: str = typer.Option("", "--description"),
+    licence: str = typer.Option("", "--licence"),
+) -> None:
+    """Combine colourisers into one weight file that averages their chroma, and print its
+    weights_manifest.json entry. Costs each member's time at inference.
+
+    Example: [bold]colorsr ensemble a.pt b.pt --out ab.pt --chroma-gain 0.9[/]"""
+    from colorsr_cli.export import add_to_manifest, export_ensemble
+
+    try:
+        entry = export_ensemble(members, dest, name or dest.stem, half, chroma_gain)
+        if manifest is not None:
+            bundled = dest.resolve().parent == (manifest.resolve().parent / "weights")
+            add_to_manifest(entry, manifest, bundled, default, description, licence)
+    except ColorsrError as exc:
+        raise fail(str(exc)) from None
+    out.print_json(json.dumps(entry))

@@ -9,7 +9,15 @@ from typing import Any
 from torch import nn
 
 from colorsr_cli.errors import WeightsError
-from colorsr_cli.models import ARCHITECTURES, arch_name_of, build_model, config_dict
+from colorsr_cli.models import (
+    ARCHITECTURES,
+    ColorizerEnsemble,
+    ColorizerEnsembleConfig,
+    ColorizerUNet,
+    arch_name_of,
+    build_model,
+    config_dict,
+)
 from colorsr_cli.weightfile import load_weight_file, model_from_weight_blob, safe_torch_load, save_weight_file
 from colorsr_cli.weights import sha256_file
 
@@ -59,9 +67,35 @@ def export_run(run_dir: Path, dest: Path, name: str, half: bool = True,
         if not best.exists():
             raise WeightsError(f"{best}: no best.pt in this run folder (has it validated yet?)")
         model, meta = load_weight_file(best)
+    return _write(model, meta | {"exported_from": str(run_dir)}, dest, name, half, chroma_gain)
+
+
+def export_ensemble(members: list[Path], dest: Path, name: str, half: bool = True,
+                    chroma_gain: float | None = None) -> dict[str, Any]:
+    """Write one colouriser that averages the chroma of the colouriser weight files `members`
+    (their own chroma gains are dropped; chroma_gain, default 1, applies to the average) and
+    return its manifest entry, as export_run."""
+    if len(members) < 2:
+        raise WeightsError("an ensemble needs at least two colouriser weight files")
+    nets, metas = [], []
+    for path in members:
+        model, meta = load_weight_file(path)
+        if not isinstance(model, ColorizerUNet):
+            raise WeightsError(f"{path}: not a single colouriser (architecture {arch_name_of(model)})")
+        nets.append(with_chroma_gain(model, 1.0))
+        metas.append({"file": Path(path).name, "chroma_gain": model.config.chroma_gain} | meta)
+    ensemble = ColorizerEnsemble(ColorizerEnsembleConfig(tuple(config_dict(n) for n in nets)))
+    for slot, net in zip(ensemble.members, nets):
+        slot.load_state_dict(net.state_dict())
+    return _write(ensemble.eval(), {"members": metas}, dest, name, half, chroma_gain)
+
+
+def _write(model: nn.Module, meta: dict[str, Any], dest: Path, name: str, half: bool,
+           chroma_gain: float | None) -> dict[str, Any]:
+    """Save model (with chroma_gain if given) as a weight file; its manifest entry."""
     if chroma_gain is not None:
         model = with_chroma_gain(model, chroma_gain)
-    save_weight_file(model, dest, meta=meta | {"exported_from": str(run_dir)}, half=half)
+    save_weight_file(model, dest, meta=meta, half=half)
     arch = arch_name_of(model)
     return {"name": name, "task": ARCHITECTURES[arch].task, "arch": arch, "config": config_dict(model),
             "sha256": sha256_file(dest), "size": dest.stat().st_size, "urls": [],

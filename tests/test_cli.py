@@ -178,3 +178,46 @@ def test_no_help_text_is_eaten_as_rich_markup():
     out = runner.invoke(app, ["train", "color", "--help"], terminal_width=200).output
     flat = " ".join(re.sub("[\u2500-\u257f]", " ", out).split())  # box drawing off, unwrapped
     assert "Steps (default: each epoch)." in flat
+
+
+def test_ensemble_command_writes_a_colouriser_that_restores(tiny_weights, photo_folder, tmp_path):
+    """`colorsr ensemble A B --out E`: E averages A's and B's chroma (A's own gain dropped, the
+    given one applied), goes into a manifest, and restores; one member, or an SR file, is a
+    clear error."""
+    from colorsr_cli.export import with_chroma_gain
+    from colorsr_cli.models import build_model
+    from colorsr_cli.weightfile import load_weight_file, save_weight_file
+
+    torch.manual_seed(1)
+    a, _ = load_weight_file(tiny_weights[0])
+    save_weight_file(with_chroma_gain(a, 0.9), tmp_path / "a.pt")
+    b = build_model("colorizer_unet", {"width": 4, "depth": 2}).eval()
+    save_weight_file(b, tmp_path / "b.pt")
+    manifest = tmp_path / "weights_manifest.json"
+    manifest.write_text(json.dumps({"version": 1, "models": []}))
+    (tmp_path / "weights").mkdir()
+    result = runner.invoke(app, ["ensemble", str(tmp_path / "a.pt"), str(tmp_path / "b.pt"), "--out",
+                                 str(tmp_path / "weights" / "e.pt"), "--chroma-gain", "0.7", "--full",
+                                 "--into-manifest", str(manifest), "--name", "ens"])
+    assert result.exit_code == 0, result.output
+    entry = json.loads(manifest.read_text())["models"][0]
+    assert entry["arch"] == "colorizer_ensemble" and entry["config"]["chroma_gain"] == 0.7
+    assert len(entry["config"]["members"]) == 2 and entry["bundled"]
+    e, meta = load_weight_file(tmp_path / "weights" / "e.pt")
+    assert [m["chroma_gain"] for m in meta["members"]] == [0.9, 1.0]
+    x = torch.rand(1, 1, 32, 32) * 2 - 1
+    with torch.no_grad():
+        assert torch.allclose(e(x), (a(x) + b(x)) / 2 * 0.7, atol=1e-6)
+
+    out = tmp_path / "out"
+    result = runner.invoke(app, ["restore", str(photo_folder), "-o", str(out), "-w",
+                                 str(tmp_path / "weights" / "e.pt"), "-w", str(tiny_weights[1]), "--quiet"])
+    assert result.exit_code == 0, result.output
+    assert list(out.rglob("*.png"))
+
+    one = runner.invoke(app, ["ensemble", str(tmp_path / "a.pt"), "--out", str(tmp_path / "x.pt")])
+    assert one.exit_code != 0 and "at least two" in one.output
+    sr = runner.invoke(app, ["ensemble", str(tmp_path / "a.pt"), str(tiny_weights[1]), "--out",
+                             str(tmp_path / "x.pt")])
+    assert sr.exit_code != 0 and "not a single colouriser" in sr.output and "sr.pt" in sr.output
+    assert not (tmp_path / "x.pt").exists()

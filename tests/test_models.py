@@ -12,6 +12,8 @@ from colorsr_cli.weightfile import load_weight_file, save_weight_file
 @pytest.mark.parametrize("arch,config,shape,expect", [
     ("colorizer_unet", {"width": 8}, (2, 1, 64, 64), (2, 2, 64, 64)),
     ("colorizer_unet", {"width": 8, "depth": 2}, (1, 1, 32, 48), (1, 2, 32, 48)),
+    ("colorizer_ensemble", {"members": [{"width": 8}, {"width": 4, "depth": 2}]}, (1, 1, 32, 48),
+     (1, 2, 32, 48)),
     ("patch_discriminator", {"width": 8}, (2, 3, 64, 64), (2, 1, 8, 8)),
     ("srgan_generator", {"channels": 8, "blocks": 2}, (2, 3, 16, 12), (2, 3, 64, 48)),
     ("srgan_generator", {"channels": 8, "blocks": 1, "scale": 2}, (1, 3, 10, 10), (1, 3, 20, 20)),
@@ -88,6 +90,7 @@ def test_registry_is_complete():
 
 @pytest.mark.parametrize("arch,config,shape", [
     ("colorizer_unet", {"width": 8}, (2, 1, 32, 32)),
+    ("colorizer_ensemble", {"members": [{"width": 8}, {"width": 4}]}, (2, 1, 32, 32)),
     ("srgan_generator", {"channels": 8, "blocks": 2}, (2, 3, 12, 12)),
 ])
 def test_fused_batchnorm_gives_the_same_outputs(arch, config, shape):
@@ -192,3 +195,25 @@ def test_bicubic_upscale_passes_gradients():
     y = x.detach().clone().requires_grad_(True)
     F.interpolate(y, scale_factor=4, mode="bicubic", align_corners=False).sum().backward()
     assert torch.allclose(x.grad, y.grad, atol=1e-5)
+
+
+def test_ensemble_averages_its_members_and_round_trips(tmp_path):
+    """A colouriser ensemble's output is the mean of its members' times its chroma gain; its
+    weight file carries the members' configs; members with a chroma gain of their own, or none
+    at all, are refused."""
+    torch.manual_seed(0)
+    config = {"members": [{"width": 8}, {"width": 4, "depth": 2}], "chroma_gain": 0.8}
+    model = build_model("colorizer_ensemble", config).eval()
+    x = torch.rand(2, 1, 32, 32) * 2 - 1
+    with torch.no_grad():
+        expect = (model.members[0](x) + model.members[1](x)) / 2 * 0.8
+        assert torch.allclose(model(x), expect, atol=1e-6)
+    assert model.multiple == 8
+    save_weight_file(model, tmp_path / "e.pt")
+    loaded, _ = load_weight_file(tmp_path / "e.pt")
+    with torch.no_grad():
+        assert torch.equal(loaded(x), model(x))
+    with pytest.raises(ValueError, match="at least one member"):
+        build_model("colorizer_ensemble", {"members": []})
+    with pytest.raises(ValueError, match="no chroma gain of their own"):
+        build_model("colorizer_ensemble", {"members": [{"width": 8, "chroma_gain": 0.9}]})

@@ -10,6 +10,8 @@ from torch import nn
 
 from colorsr_cli.models.colorizer import (
     ColorizerConfig,
+    ColorizerEnsemble,
+    ColorizerEnsembleConfig,
     ColorizerUNet,
     PatchDiscriminator,
     PatchDiscriminatorConfig,
@@ -26,6 +28,7 @@ class Architecture(NamedTuple):
 
 ARCHITECTURES: dict[str, Architecture] = {
     "colorizer_unet": Architecture(ColorizerUNet, ColorizerConfig, "color"),
+    "colorizer_ensemble": Architecture(ColorizerEnsemble, ColorizerEnsembleConfig, "color"),
     "patch_discriminator": Architecture(PatchDiscriminator, PatchDiscriminatorConfig, "critic"),
     "srgan_generator": Architecture(SRGenerator, SRConfig, "sr"),
     "srgan_discriminator": Architecture(SRDiscriminator, SRDiscriminatorConfig, "critic"),
@@ -53,7 +56,8 @@ def config_dict(model: nn.Module) -> dict[str, Any]:
 
 
 __all__ = [
-    "ARCHITECTURES", "Architecture", "ColorizerConfig", "ColorizerUNet", "PatchDiscriminator",
+    "ARCHITECTURES", "Architecture", "ColorizerConfig", "ColorizerEnsemble", "ColorizerEnsembleConfig",
+    "ColorizerUNet", "PatchDiscriminator",
     "PatchDiscriminatorConfig", "SRConfig", "SRDiscriminator", "SRDiscriminatorConfig",
     "SRGenerator", "VGG19Features", "VGGConfig", "arch_name_of", "build_model", "config_dict",
 ]

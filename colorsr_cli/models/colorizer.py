@@ -69,6 +69,46 @@ class ColorizerUNet(nn.Module):
 
 
 @dataclass(frozen=True)
+class ColorizerEnsembleConfig:
+    # Each member's ColorizerConfig as a plain dict (its own chroma_gain is 1: the ensemble's
+    # gain applies to the average).
+    members: tuple[dict, ...] = ()
+    chroma_gain: float = 1.0
+
+    def __post_init__(self) -> None:
+        members = tuple(dict(m) for m in self.members)  # a list from JSON -> a tuple
+        if not members:
+            raise ValueError("an ensemble needs at least one member")
+        for m in members:
+            if float(m.get("chroma_gain", 1.0)) != 1.0:
+                raise ValueError("ensemble members carry no chroma gain of their own (the "
+                                 "ensemble's applies to their average)")
+        object.__setattr__(self, "members", members)
+
+
+class ColorizerEnsemble(nn.Module):
+    """Several colourisers whose chroma predictions are averaged (before the tanh's range is
+    scaled by chroma_gain): independently trained colourisers err differently, and the average
+    of their ab is closer to the truth than either (measured in docs/models.md). Same input and
+    output as ColorizerUNet."""
+
+    def __init__(self, config: ColorizerEnsembleConfig):
+        super().__init__()
+        self.config = config
+        self.members = nn.ModuleList(ColorizerUNet(ColorizerConfig(**m)) for m in config.members)
+
+    @property
+    def multiple(self) -> int:
+        return max(m.multiple for m in self.members)
+
+    def forward(self, lightness: torch.Tensor) -> torch.Tensor:
+        total = self.members[0](lightness)
+        for member in self.members[1:]:
+            total = total + member(lightness)
+        return total * (self.config.chroma_gain / len(self.members))
+
+
+@dataclass(frozen=True)
 class PatchDiscriminatorConfig:
     width: int = 64
     layers: int = 3  # stride-2 convolutions; 3 gives a 8x8 patch map on 64x64 inputs
