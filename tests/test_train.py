@@ -470,6 +470,10 @@ def test_init_starts_the_generator_from_a_weight_file(data_dir, tmp_path):
     assert _states_equal(target.state_dict(), source.state_dict()) and target.config.chroma_gain == 1.0
     with pytest.raises(WeightsError, match="width 8, the recipe asks for width 16"):
         init_generator(ColorizerUNet(ColorizerConfig(width=16)), tmp_path / "init.pt")
+    from colorsr_cli.models import build_model
+    save_weight_file(build_model("colorizer_ensemble", {"members": [{"width": 8}] * 2}), tmp_path / "e.pt")
+    with pytest.raises(WeightsError, match="not a single colouriser.*colorizer_ensemble"):
+        init_generator(ColorizerUNet(ColorizerConfig(width=8)), tmp_path / "e.pt")
 
     # A run that starts from it: its pre-training's first validation is that of the file's model
     # (step 0 -> 1 changes little), far better than a random start's.

@@ -257,12 +257,13 @@ def init_generator(G: ColorizerUNet, path: Path) -> None:
     """Load a colouriser weight file's weights into G, whose architecture (width, depth...) must
     match (the file's chroma gain, an inference setting, is not carried over)."""
     from colorsr_cli.errors import WeightsError
-    from colorsr_cli.models import config_dict
+    from colorsr_cli.models import arch_name_of, config_dict
     from colorsr_cli.weightfile import load_weight_file
 
     model, _ = load_weight_file(path)
     if not isinstance(model, ColorizerUNet):
-        raise WeightsError(f"{path}: not a colouriser weight file")
+        raise WeightsError(f"{path}: not a single colouriser (architecture {arch_name_of(model)}); "
+                           f"--init takes one U-Net, not an ensemble or another model")
     theirs, ours = config_dict(model), config_dict(G)
     shape = {k: (theirs[k], ours[k]) for k in ours if k != "chroma_gain" and theirs[k] != ours[k]}
     if shape:
