@@ -1,10 +1,12 @@
-"""`colorsr train color|sr` and `colorsr export`: options -> recipe -> trainer, with a rich
-progress bar (iter/s, losses, ETA). cli.py registers these functions as commands."""
+"""`colorsr train color|sr`, `colorsr export` and `colorsr ensemble`: options -> recipe ->
+trainer, with a rich progress bar (iter/s, losses, ETA). cli.py registers these functions as
+commands."""
 
 from __future__ import annotations
 
 import json
 import os
+from collections.abc import Callable
 from pathlib import Path
 
 import typer
@@ -157,37 +159,54 @@ def train_sr_cmd(
         out.print(f"best model: {run / 'best.pt'}  (export with: colorsr export {run})", highlight=False)
 
 
-def export(
-    run_dir: Path = typer.Argument(..., help="A training run folder (its best.pt is exported)."),
-    dest: Path | None = typer.Option(None, "--out", "-o", help="Weight file to write "
-                                     "(default: RUN_DIR/export.pt)."),
-    name: str | None = typer.Option(None, "--name", help="Manifest name (default: the run folder's name)."),
-    half: bool = typer.Option(True, "--half/--full", help="Store weights as fp16 (half the size)."),
-    checkpoint: Path | None = typer.Option(None, "--checkpoint", help="Export this training checkpoint "
-                                           "(e.g. RUN_DIR/last.pt) or weight file (a saved copy of best.pt) "
-                                           "instead of best.pt."),
-    chroma_gain: float | None = typer.Option(None, "--chroma-gain", help="Colourisers: calibrated gain "
-                                             "on the predicted chroma, stored in the file."),
-    manifest: Path | None = typer.Option(None, "--into-manifest", help="Also add the entry to this "
-                                         "weights_manifest.json (bundled if the file lies beside it)."),
-    default: bool = typer.Option(False, "--default", help="With --into-manifest: make it the default."),
-    description: str = typer.Option("", "--description"),
-    licence: str = typer.Option("", "--licence"),
-) -> None:
-    """Write the inference weight file of a run and print its weights_manifest.json entry.
+# Options export and ensemble share: how the weight file is stored and where its entry goes.
+_HALF = typer.Option(True, "--half/--full", help="Store weights as fp16 (half the size).")
+_MANIFEST = typer.Option(None, "--into-manifest", help="Also add the entry to this "
+                         "weights_manifest.json (bundled if the file lies beside it).")
+_DEFAULT = typer.Option(False, "--default", help="With --into-manifest: make it the default.")
+_DESCRIPTION = typer.Option("", "--description")
+_LICENCE = typer.Option("", "--licence")
 
-    Example: [bold]colorsr export runs/c1 --out my-colour.pt[/]"""
-    from colorsr_cli.export import add_to_manifest, export_run
+
+def _publish(write: Callable[[], dict], dest: Path, manifest: Path | None, default: bool,
+             description: str, licence: str) -> None:
+    """write() writes the weight file dest and returns its manifest entry; the entry is added to
+    manifest if one is given (bundled when dest lies in its weights/ folder) and printed. Any
+    ColorsrError becomes the CLI's one-line failure."""
+    from colorsr_cli.export import add_to_manifest
 
     try:
-        dest = dest or run_dir / "export.pt"
-        entry = export_run(run_dir, dest, name or run_dir.name, half, checkpoint, chroma_gain)
+        entry = write()
         if manifest is not None:
             bundled = dest.resolve().parent == (manifest.resolve().parent / "weights")
             add_to_manifest(entry, manifest, bundled, default, description, licence)
     except ColorsrError as exc:
         raise fail(str(exc)) from None
     out.print_json(json.dumps(entry))
+
+
+def export(
+    run_dir: Path = typer.Argument(..., help="A training run folder (its best.pt is exported)."),
+    dest: Path | None = typer.Option(None, "--out", "-o", help="Weight file to write "
+                                     "(default: RUN_DIR/export.pt)."),
+    name: str | None = typer.Option(None, "--name", help="Manifest name (default: the run folder's name)."),
+    half: bool = _HALF,
+    checkpoint: Path | None = typer.Option(None, "--checkpoint", help="Export this training checkpoint "
+                                           "(e.g. RUN_DIR/last.pt) or weight file (a saved copy of best.pt) "
+                                           "instead of best.pt."),
+    chroma_gain: float | None = typer.Option(None, "--chroma-gain", help="Colourisers: calibrated gain "
+                                             "on the predicted chroma, stored in the file."),
+    manifest: Path | None = _MANIFEST, default: bool = _DEFAULT,
+    description: str = _DESCRIPTION, licence: str = _LICENCE,
+) -> None:
+    """Write the inference weight file of a run and print its weights_manifest.json entry.
+
+    Example: [bold]colorsr export runs/c1 --out my-colour.pt[/]"""
+    from colorsr_cli.export import export_run
+
+    dest = dest or run_dir / "export.pt"
+    _publish(lambda: export_run(run_dir, dest, name or run_dir.name, half, checkpoint, chroma_gain),
+             dest, manifest, default, description, licence)
 
 
 def ensemble(
@@ -195,26 +214,17 @@ def ensemble(
                                          "of runs, or bundled files)."),
     dest: Path = typer.Option(..., "--out", "-o", help="Weight file to write."),
     name: str | None = typer.Option(None, "--name", help="Manifest name (default: the file's stem)."),
-    half: bool = typer.Option(True, "--half/--full", help="Store weights as fp16 (half the size)."),
+    half: bool = _HALF,
     chroma_gain: float | None = typer.Option(None, "--chroma-gain", help="Calibrated gain on the "
                                              "averaged chroma (the members' own gains are dropped)."),
-    manifest: Path | None = typer.Option(None, "--into-manifest", help="Also add the entry to this "
-                                         "weights_manifest.json (bundled if the file lies beside it)."),
-    default: bool = typer.Option(False, "--default", help="With --into-manifest: make it the default."),
-    description: str = typer.Option("", "--description"),
-    licence: str = typer.Option("", "--licence"),
+    manifest: Path | None = _MANIFEST, default: bool = _DEFAULT,
+    description: str = _DESCRIPTION, licence: str = _LICENCE,
 ) -> None:
     """Combine colourisers into one weight file that averages their chroma, and print its
     weights_manifest.json entry. Costs each member's time at inference.
 
     Example: [bold]colorsr ensemble a.pt b.pt --out ab.pt --chroma-gain 0.9[/]"""
-    from colorsr_cli.export import add_to_manifest, export_ensemble
+    from colorsr_cli.export import export_ensemble
 
-    try:
-        entry = export_ensemble(members, dest, name or dest.stem, half, chroma_gain)
-        if manifest is not None:
-            bundled = dest.resolve().parent == (manifest.resolve().parent / "weights")
-            add_to_manifest(entry, manifest, bundled, default, description, licence)
-    except ColorsrError as exc:
-        raise fail(str(exc)) from None
-    out.print_json(json.dumps(entry))
+    _publish(lambda: export_ensemble(members, dest, name or dest.stem, half, chroma_gain),
+             dest, manifest, default, description, licence)
