@@ -27,14 +27,19 @@ from colorsr_cli.weightfile import load_weight_file
 GAINS = (1.3, 1.2, 1.1, 1.0, 0.9, 0.8, 0.7, 0.6, 0.5, 0.4)
 
 
-def holdout_photos(run_dir: Path, limit: int | None = None) -> list[np.ndarray]:
-    """The photos a colour run validated on (its --val folder, or its held-out share)."""
+def validation_set(run_dir: Path) -> tuple[PhotoFolder, list[int]]:
+    """The folder a colour run validated on and the indices of its photos there: its --val folder,
+    or its held-out share of its data (the same deterministic split as train_color)."""
     recipe = json.loads((run_dir / "recipe.json").read_text())
     photos = PhotoFolder(Path(recipe["val"] or recipe["data"]), Reporter())
     if recipe["val"]:
-        indices = list(range(len(photos)))
-    else:
-        indices = split_holdout(len(photos), recipe["val_fraction"], recipe["seed"])[1]
+        return photos, list(range(len(photos)))
+    return photos, split_holdout(len(photos), recipe["val_fraction"], recipe["seed"])[1]
+
+
+def holdout_photos(run_dir: Path, limit: int | None = None) -> list[np.ndarray]:
+    """The photos a colour run validated on (validation_set), decoded."""
+    photos, indices = validation_set(run_dir)
     return [photos.load(i) for i in indices[:limit]]
 
 

@@ -93,13 +93,11 @@ def add_validation_photo(tar: tarfile.TarFile, path: Path, name: str, size: int 
 
 def holdout_paths(run_dir: Path) -> set[Path]:
     """The photos a colouriser run held out (as train_color splits them), resolved."""
-    from colorsr_cli.train.common import PhotoFolder, Reporter, split_holdout
+    from calibrate_chroma import validation_set  # tools/, beside this script
 
-    recipe = json.loads((run_dir / "recipe.json").read_text())
-    if recipe.get("val"):
+    if json.loads((run_dir / "recipe.json").read_text()).get("val"):
         raise SystemExit(f"{run_dir}: validated on its own --val folder; it held nothing out")
-    photos = PhotoFolder(Path(recipe["data"]), Reporter())
-    val = split_holdout(len(photos), recipe["val_fraction"], recipe["seed"])[1]
+    photos, val = validation_set(run_dir)
     return {photos.paths[i].resolve() for i in val}
 
 
