@@ -22,6 +22,10 @@ from rich.progress import (
 from colorsr_cli.cli_common import console, fail, out
 from colorsr_cli.errors import ColorsrError
 
+_HOLDOUT_SEED = typer.Option(0, "--holdout-seed", help="Seed of the photos held out for validation when "
+                             "there is no --val; apart from --seed, so runs that differ in --seed (or a "
+                             "fine-tune of one) validate on the same photos. --resume keeps the run's.")
+
 
 def _reporter(progress: Progress, task):
     from colorsr_cli.train.common import Reporter
@@ -85,7 +89,8 @@ def train_color_cmd(
     val_every: int | None = typer.Option(None, "--val-every", help="Steps (default: each epoch)."),
     checkpoint_every: int = typer.Option(500, "--checkpoint-every", help="Steps between last.pt "
                                          "saves (a fast GPU wants fewer, larger intervals)."),
-    seed: int = typer.Option(0, "--seed"), device: str = typer.Option("auto", "--device"),
+    seed: int = typer.Option(0, "--seed"), holdout_seed: int = _HOLDOUT_SEED,
+    device: str = typer.Option("auto", "--device"),
     amp: bool = typer.Option(True, "--amp/--no-amp",
                              help="bf16 mixed precision (CUDA, and CPUs with native bf16)."),
     workers: int = typer.Option(0, "--workers", help="Data-loading processes."),
@@ -104,7 +109,7 @@ def train_color_cmd(
                          adv_weight=adv_weight, pretrain_steps=pretrain_steps, ema=ema,
                          lr_decay_start=lr_decay_start, native_resample=native_resample,
                          init_weights=str(init_weights) if init_weights else None,
-                         cache_photos=cache_photos, val_every=val_every, seed=seed,
+                         cache_photos=cache_photos, val_every=val_every, seed=seed, holdout_seed=holdout_seed,
                          checkpoint_every=checkpoint_every, device=device, amp=amp, workers=workers,
                          threads=threads)
     run = _run(train_color, recipe, resume)
@@ -136,6 +141,7 @@ def train_sr_cmd(
                                   "(each sample one or the other)."),
     disc_width: int = typer.Option(64, "--disc-width"),
     val_every: int | None = typer.Option(None, "--val-every"), seed: int = typer.Option(0, "--seed"),
+    holdout_seed: int = _HOLDOUT_SEED,
     checkpoint_every: int = typer.Option(500, "--checkpoint-every", help="Steps between last.pt saves."),
     device: str = typer.Option("auto", "--device"), amp: bool = typer.Option(True, "--amp/--no-amp"),
     workers: int = typer.Option(0, "--workers"), threads: int | None = typer.Option(None, "--threads"),
@@ -152,8 +158,9 @@ def train_sr_cmd(
                       pixel_weight=pixel_weight, channels=channels, blocks=blocks, head_kernel=head_kernel,
                       tail_kernel=tail_kernel, global_skip=global_skip, upsampler=upsampler,
                       lr_kernel=lr_kernel, disc_width=disc_width,
-                      val_every=val_every, seed=seed, checkpoint_every=checkpoint_every, device=device,
-                      amp=amp, workers=workers, threads=threads)
+                      val_every=val_every, seed=seed, holdout_seed=holdout_seed,
+                      checkpoint_every=checkpoint_every, device=device, amp=amp, workers=workers,
+                      threads=threads)
     run = _run(train_sr, recipe, resume)
     if os.environ.get("RANK", "0") == "0":
         out.print(f"best model: {run / 'best.pt'}  (export with: colorsr export {run})", highlight=False)

@@ -490,3 +490,35 @@ def test_init_starts_the_generator_from_a_weight_file(data_dir, tmp_path):
         val[name] = next(r["val_l1"] for r in records if "val_l1" in r)
     first = json.loads((tmp_path / "first" / "metrics.jsonl").read_text().splitlines()[-1])
     assert val["init"] == pytest.approx(first["val_l1"], rel=0.02) and val["init"] < 0.9 * val["random"]
+
+
+def test_holdout_split_does_not_follow_the_training_seed(data_dir, tmp_path, monkeypatch):
+    import colorsr_cli.train.color as color_trainer
+    from colorsr_cli.train.common import holdout_seed_of, split_holdout
+
+    seen = []
+
+    def spy(n, fraction, seed, **kw):
+        seen.append(seed)
+        return split_holdout(n, fraction, seed, **kw)
+
+    monkeypatch.setattr(color_trainer, "split_holdout", spy)
+    common = dict(data=str(data_dir), width=8, disc_width=8, batch_size=4, device="cpu", threads=1)
+    # Runs that differ in --seed hold out the same photos (a fine-tune with another seed must not
+    # validate on photos its starting point trained on); --holdout-seed picks another split.
+    train_color(ColorRecipe(out=str(tmp_path / "a"), max_steps=1, seed=0, **common))
+    train_color(ColorRecipe(out=str(tmp_path / "b"), max_steps=1, seed=7, **common))
+    train_color(ColorRecipe(out=str(tmp_path / "c"), max_steps=1, seed=7, holdout_seed=2, **common))
+    assert seen == [0, 0, 2]
+    # The split differs between those seeds, so the check above can fail.
+    assert split_holdout(40, 0.1, 0) != split_holdout(40, 0.1, 2)
+    # A run begun before the option existed split by its --seed: resuming it keeps that split.
+    recipe = json.loads((tmp_path / "b" / "recipe.json").read_text())
+    del recipe["holdout_seed"]
+    (tmp_path / "b" / "recipe.json").write_text(json.dumps(recipe))
+    assert holdout_seed_of(recipe) == 7
+    seen.clear()
+    train_color(ColorRecipe(out=str(tmp_path / "b"), max_steps=2, seed=7, **common), resume=True)
+    assert seen == [7]
+    log = [json.loads(line) for line in (tmp_path / "b" / "metrics.jsonl").read_text().splitlines()]
+    assert [e["changed"] for e in log if e.get("event") == "resumed"][-1] == {"max_steps": [1, 2]}

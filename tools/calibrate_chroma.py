@@ -21,7 +21,7 @@ from colorsr_cli.color import lab_to_rgb, rgb_to_lab
 from colorsr_cli.evaluate import protocol_pair
 from colorsr_cli.export import generator_from_checkpoint
 from colorsr_cli.metrics import ab_error, colorfulness, psnr
-from colorsr_cli.train.common import PhotoFolder, Reporter, split_holdout
+from colorsr_cli.train.common import PhotoFolder, Reporter, holdout_seed_of, split_holdout
 from colorsr_cli.weightfile import load_weight_file
 
 GAINS = (1.3, 1.2, 1.1, 1.0, 0.9, 0.8, 0.7, 0.6, 0.5, 0.4)
@@ -34,7 +34,7 @@ def validation_set(run_dir: Path) -> tuple[PhotoFolder, list[int]]:
     photos = PhotoFolder(Path(recipe["val"] or recipe["data"]), Reporter())
     if recipe["val"]:
         return photos, list(range(len(photos)))
-    return photos, split_holdout(len(photos), recipe["val_fraction"], recipe["seed"])[1]
+    return photos, split_holdout(len(photos), recipe["val_fraction"], holdout_seed_of(recipe))[1]
 
 
 def holdout_photos(run_dir: Path, limit: int | None = None) -> list[np.ndarray]:

@@ -32,6 +32,7 @@ from colorsr_cli.train.common import (
     area_resize,
     critic_backward,
     generator_pixel_step,
+    keep_holdout,
     make_grid,
     planned_steps,
     random_flip,
@@ -100,6 +101,10 @@ class ColorRecipe:
     checkpoint_every: int = 500
     log_every: int = 20
     seed: int = 0
+    # The seed of the hold-out split (runs without --val), apart from --seed: runs that differ only
+    # in --seed validate on the same photos, and a fine-tune (--init) with another seed does not
+    # validate on photos its starting point trained on. A resumed run keeps its own.
+    holdout_seed: int = 0
     device: str = "auto"
     amp: bool = True  # bf16 autocast on CUDA, and on CPUs with native bf16
     workers: int = 0
@@ -166,6 +171,8 @@ def train_color(recipe: ColorRecipe, resume: bool = False, reporter: Reporter | 
     ddp = setup_distributed(device)
     if recipe.threads:
         torch.set_num_threads(recipe.threads)
+    if resume:
+        recipe = keep_holdout(recipe, Path(recipe.out))
     run = RunLog(Path(recipe.out), enabled=ddp.main)
     seed_everything(recipe.seed)
 
@@ -178,7 +185,7 @@ def train_color(recipe: ColorRecipe, resume: bool = False, reporter: Reporter | 
         val_idx = list(range(min(len(val_photos), 1000)))
     else:
         val_photos = photos
-        train_idx, val_idx = split_holdout(len(photos), recipe.val_fraction, recipe.seed)
+        train_idx, val_idx = split_holdout(len(photos), recipe.val_fraction, recipe.holdout_seed)
     steps_per_epoch = len(train_idx) // (recipe.batch_size * ddp.world)
     if steps_per_epoch == 0:
         raise ValueError(f"{recipe.data}: {len(train_idx)} training images are fewer than one "

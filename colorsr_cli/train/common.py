@@ -8,7 +8,7 @@ import json
 import os
 import time
 from collections.abc import Callable
-from dataclasses import MISSING, asdict, dataclass, field, fields
+from dataclasses import MISSING, asdict, dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
@@ -134,10 +134,27 @@ def _unpack(img: np.ndarray) -> np.ndarray:
 
 def split_holdout(n: int, fraction: float, seed: int, lo: int = 16, hi: int = 1000
                   ) -> tuple[list[int], list[int]]:
-    """Deterministic (train, val) index split of range(n) for runs without --val."""
+    """Deterministic (train, val) index split of range(n) for runs without --val; seed is the
+    run's holdout_seed (holdout_seed_of)."""
     k = min(hi, max(lo, int(n * fraction)), n // 2)
     perm = np.random.default_rng(seed).permutation(n)
     return sorted(perm[k:].tolist()), sorted(perm[:k].tolist())
+
+
+def holdout_seed_of(recipe: dict[str, Any]) -> int:
+    """The seed of a run's hold-out split, from its recipe.json. Runs begun before --holdout-seed
+    existed split with their --seed."""
+    return int(recipe.get("holdout_seed", recipe.get("seed", 0)))
+
+
+def keep_holdout(recipe: Any, run_folder: Path) -> Any:
+    """The recipe of a resumed run with the hold-out its recipe.json split with, so that a run
+    begun before --holdout-seed existed (split by its --seed) validates on the same photos."""
+    try:
+        old = json.loads((run_folder / "recipe.json").read_text())
+    except (OSError, ValueError):
+        return recipe
+    return replace(recipe, holdout_seed=holdout_seed_of(old))
 
 
 class RunView(Dataset):
@@ -214,7 +231,10 @@ class RunLog:
             old = json.loads((self.folder / "recipe.json").read_text())
         except (OSError, ValueError):
             old = {}
-        # An option added after the run began is absent from its recipe.json: it had the default.
+        # An option added after the run began is absent from its recipe.json: it had the default,
+        # except the hold-out seed, which was --seed then (keep_holdout).
+        if old and "holdout_seed" not in old:
+            old["holdout_seed"] = holdout_seed_of(old)
         defaults = {f.name: f.default for f in fields(recipe) if f.default is not MISSING}
         changed = {k: [old.get(k, defaults.get(k)), v] for k, v in new.items()
                    if old.get(k, defaults.get(k)) != v}

@@ -32,6 +32,7 @@ from colorsr_cli.train.common import (
     area_resize,
     critic_backward,
     generator_pixel_step,
+    keep_holdout,
     make_grid,
     planned_steps,
     resume_training_state,
@@ -84,6 +85,10 @@ class SRRecipe:
     checkpoint_every: int = 500
     log_every: int = 20
     seed: int = 0
+    # The seed of the hold-out split (runs without --val), apart from --seed: runs that differ only
+    # in --seed validate on the same photos, and a fine-tune (--init) with another seed does not
+    # validate on photos its starting point trained on. A resumed run keeps its own.
+    holdout_seed: int = 0
     device: str = "auto"
     amp: bool = True
     workers: int = 0
@@ -157,6 +162,8 @@ def train_sr(recipe: SRRecipe, resume: bool = False, reporter: Reporter | None =
     ddp = setup_distributed(device)
     if recipe.threads:
         torch.set_num_threads(recipe.threads)
+    if resume:
+        recipe = keep_holdout(recipe, Path(recipe.out))
     run = RunLog(Path(recipe.out), enabled=ddp.main)
     seed_everything(recipe.seed)
 
@@ -166,7 +173,7 @@ def train_sr(recipe: SRRecipe, resume: bool = False, reporter: Reporter | None =
         train_idx, val_idx = list(range(len(photos))), list(range(min(len(val_photos), 200)))
     else:
         val_photos = photos
-        train_idx, val_idx = split_holdout(len(photos), recipe.val_fraction, recipe.seed, hi=200)
+        train_idx, val_idx = split_holdout(len(photos), recipe.val_fraction, recipe.holdout_seed, hi=200)
     steps_per_epoch = len(train_idx) // (recipe.batch_size * ddp.world)
     if steps_per_epoch == 0:
         raise ValueError(f"{recipe.data}: {len(train_idx)} usable training images are fewer than "
