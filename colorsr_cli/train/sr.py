@@ -86,8 +86,8 @@ class SRRecipe:
     log_every: int = 20
     seed: int = 0
     # The seed of the hold-out split (runs without --val), apart from --seed: runs that differ only
-    # in --seed validate on the same photos, and a fine-tune (--init) with another seed does not
-    # validate on photos its starting point trained on. A resumed run keeps its own.
+    # in --seed validate on the same photos, as the colour trainer's (ColorRecipe.holdout_seed).
+    # A resumed run keeps its own.
     holdout_seed: int = 0
     device: str = "auto"
     amp: bool = True
