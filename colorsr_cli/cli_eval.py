@@ -20,6 +20,9 @@ def eval_cmd(
     psnr: bool = typer.Option(False, "--psnr", help="PSNR on RGB and on Y."),
     colorfulness: bool = typer.Option(False, "--colorfulness", help="Hasler-Suesstrunk colourfulness."),
     delta_e: bool = typer.Option(False, "--delta-e", help="Mean ab error and CIEDE2000 in Lab."),
+    placement: bool = typer.Option(False, "--placement", help="Colour placement: hue, green and red "
+                                   "hit (share of colourful truth pixels given a visible colour within "
+                                   "30 degrees of their hue) and Zhang et al.'s raw and rebalanced AuC."),
     lpips: bool = typer.Option(False, "--lpips", help="LPIPS (needs its network weights)."),
     all_metrics: bool = typer.Option(False, "--all", help="Every metric (default when none is chosen)."),
     protocol: str = typer.Option("standard", "--protocol", help="standard; seed (also the seed "
@@ -50,7 +53,8 @@ def eval_cmd(
     from colorsr_cli.io import find_images
     from colorsr_cli.pipeline import RestoreOptions, Restorer
 
-    chosen = {"ssim": ssim, "psnr": psnr, "colorfulness": colorfulness, "delta_e": delta_e}
+    chosen = {"ssim": ssim, "psnr": psnr, "colorfulness": colorfulness, "delta_e": delta_e,
+              "placement": placement}
     everything = all_metrics or not any(chosen.values())
     metrics = [m for group, names in METRIC_GROUPS.items() if everything or chosen[group] for m in names]
     if protocol not in ("standard", "seed", "sr-literature"):
@@ -108,13 +112,21 @@ def eval_cmd(
 
 
 def _table(summary: dict, prefix: str = "") -> Table:
+    """One row per measure, one column per method: fits a terminal whatever the metric count."""
     metrics = summary["metrics"]
     truth = summary["truth"]["colorfulness"]
     title = f"{prefix or 'colorsr eval: '}{summary['n_images']} photos"
     table = Table(title=title + (f" (truth colourfulness {truth:.1f})" if truth is not None else ""))
-    table.add_column("method")
-    for m in metrics:
-        table.add_column(m, justify="right")
-    for name, values in summary["methods"].items():
-        table.add_row(name, *(f"{values[m]:.4f}" if "ssim" in m else f"{values[m]:.2f}" for m in metrics))
+    rows = list(metrics)
+    if "colorfulness" in metrics and truth is not None:
+        at = rows.index("colorfulness") + 1
+        rows[at:at] = ["colorfulness_ratio", "colorfulness_gap"]
+    methods = summary["methods"]
+    table.add_column("measure")
+    for name in methods:
+        table.add_column(name, justify="right")
+    precise = ("ssim", "hit", "auc", "ratio")
+    for m in rows:
+        fmt = ".4f" if any(k in m for k in precise) else ".2f"
+        table.add_row(m, *(format(values.get(m, float("nan")), fmt) for values in methods.values()))
     return table

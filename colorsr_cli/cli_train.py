@@ -86,6 +86,24 @@ def train_color_cmd(
         "--depth), e.g. a bundled model's file: a fine-tune. The discriminator starts fresh."),
     cache_photos: bool = typer.Option(False, "--cache/--no-cache", help="Decode every photo once and "
                                       "keep it in memory (3 bytes a pixel): small photos on a GPU."),
+    head: str = typer.Option("regression", "--head", help="regression (ab through a tanh) or bins "
+                             "(a distribution over quantised ab, class-rebalanced: livelier colour)."),
+    ce_weight: float = typer.Option(1.0, "--ce-weight", help="Weight of a bins head's cross-entropy."),
+    temperature: float = typer.Option(0.38, "--temperature", help="Annealed-mean temperature (bins)."),
+    rebalance_mix: float = typer.Option(0.5, "--rebalance-mix", min=0.0, max=1.0,
+                                        help="Uniform share in the rebalancing prior (1 = none)."),
+    global_features: bool = typer.Option(False, "--global-features/--no-global-features",
+                                         help="Fuse image-level features into the decoder."),
+    class_folders: str | None = typer.Option(
+        None, "--class-folders", help="Subfolder of --data whose folders are class labels: trains "
+        "an auxiliary classifier on the global features (needs --global-features)."),
+    class_weight: float = typer.Option(0.1, "--class-weight", help="Weight of the class loss."),
+    disc_lr: float | None = typer.Option(None, "--disc-lr", help="Discriminator lr (default --lr)."),
+    holdout_min_side: int = typer.Option(0, "--holdout-min-side", help="Hold out only photos with "
+                                         "a shorter side of at least this many px (0 = any)."),
+    val_fraction: float = typer.Option(0.02, "--val-fraction", help="Share of the (eligible) photos "
+                                       "held out when there is no --val."),
+    select_by: str = typer.Option("l1", "--select-by", help="What picks best.pt: l1 or hue_hit."),
     val_every: int | None = typer.Option(None, "--val-every", help="Steps (default: each epoch)."),
     checkpoint_every: int = typer.Option(500, "--checkpoint-every", help="Steps between last.pt "
                                          "saves (a fast GPU wants fewer, larger intervals)."),
@@ -111,7 +129,11 @@ def train_color_cmd(
                          init_weights=str(init_weights) if init_weights else None,
                          cache_photos=cache_photos, val_every=val_every, seed=seed, holdout_seed=holdout_seed,
                          checkpoint_every=checkpoint_every, device=device, amp=amp, workers=workers,
-                         threads=threads)
+                         threads=threads, head=head, ce_weight=ce_weight, temperature=temperature,
+                         rebalance_mix=rebalance_mix, global_features=global_features,
+                         class_folders=class_folders, class_weight=class_weight, disc_lr=disc_lr,
+                         holdout_min_side=holdout_min_side, val_fraction=val_fraction,
+                         select_by=select_by)
     run = _run(train_color, recipe, resume)
     if os.environ.get("RANK", "0") == "0":
         out.print(f"best model: {run / 'best.pt'}  (export with: colorsr export {run})", highlight=False)

@@ -30,6 +30,9 @@ METRIC_GROUPS = {
     "psnr": ("psnr", "psnr_y"),
     "colorfulness": ("colorfulness",),
     "delta_e": ("ab_error", "delta_e2000"),
+    # Colour placement (metrics.hue_hit, Zhang et al. 2016's AuC): the right hue, visibly, in
+    # the right place; a cautious gray guess scores 0 on the hits.
+    "placement": ("hue_hit", "green_hit", "red_hit", "auc", "auc_rebalanced"),
 }
 # Metrics where smaller is better (for the contact sheet's best/worst and the table).
 LOWER_IS_BETTER = {"ab_error", "delta_e2000"}
@@ -113,12 +116,25 @@ class EvalReport:
 
     def _means(self, rows: list[dict], truth_colorfulness: list[float]) -> dict:
         names = list(dict.fromkeys(r["method"] for r in rows))
-        methods = {n: {m: float(np.mean([r[m] for r in rows if r["method"] == n])) for m in self.metrics}
+        # nanmean: a hue hit is undefined (NaN) for a photo with no colourful pixel.
+        methods = {n: {m: _nanmean([r[m] for r in rows if r["method"] == n]) for m in self.metrics}
                    for n in names}
         scored = [c for c in truth_colorfulness if c == c]  # NaN: not measured for that photo
+        if "colorfulness" in self.metrics and scored:
+            truth_of = dict(zip(self.images, self.truth_colorfulness))
+            for n, values in methods.items():
+                mine = [(r["colorfulness"], truth_of.get(r["image"], float("nan")))
+                        for r in rows if r["method"] == n]
+                values["colorfulness_ratio"] = values["colorfulness"] / float(np.mean(scored))
+                values["colorfulness_gap"] = _nanmean([abs(c - t) for c, t in mine])
         return {"n_images": len(truth_colorfulness), "metrics": self.metrics, "methods": methods,
                 # None (JSON null) rather than NaN, which is not valid JSON
                 "truth": {"colorfulness": float(np.mean(scored)) if scored else None}}
+
+
+def _nanmean(values: list[float]) -> float:
+    kept = [v for v in values if v == v]
+    return float(np.mean(kept)) if kept else float("nan")
 
 
 def folder_of(relative: str) -> str:

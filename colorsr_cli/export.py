@@ -32,7 +32,9 @@ def generator_from_checkpoint(run_dir: Path, checkpoint: Path) -> tuple[nn.Modul
         return model, {"step": int(meta.get("step", -1)), "checkpoint": Path(checkpoint).name,
                        "weights": "weight file"}
     recipe = json.loads((Path(run_dir) / "recipe.json").read_text())
-    if "l1_weight" in recipe:  # the colour recipe
+    if "G_arch" in state:  # checkpoints that name their generator's architecture
+        model = build_model(state["G_arch"], dict(state["G_config"]))
+    elif "l1_weight" in recipe:  # the colour recipe
         model = build_model("colorizer_unet", {"width": recipe["width"], "depth": recipe["depth"]})
     else:
         model = build_model("srgan_generator", {

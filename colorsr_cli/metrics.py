@@ -259,6 +259,73 @@ def _colorfulness_of_output(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
     return colorfulness(x)
 
 
+
+
+# Colour placement: did the restored photo put the right hue where the truth has a visible
+# colour? Mean errors reward a cautious gray guess; these do not (gray scores 0).
+HUE_CHROMA = 15.0  # truth pixels at least this colourful are scored
+HUE_HIT_CHROMA = 7.5  # a prediction must be at least this colourful to count
+HUE_TOLERANCE = 30.0  # degrees
+HUE_RANGES = {"green": (100.0, 200.0), "red": (-20.0, 50.0)}  # truth hue ranges, degrees
+AUC_THRESHOLDS = torch.arange(0, 151, dtype=torch.float64)  # ab distances t, Lab units
+
+
+def _chroma_hue(rgb: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """sRGB (N, 3, H, W) -> Lab chroma and hue angle in degrees (-180, 180], each (N, H, W)."""
+    lab = rgb_to_lab(rgb.double())
+    a, b = lab[:, 1], lab[:, 2]
+    return torch.hypot(a, b), torch.rad2deg(torch.atan2(b, a))
+
+
+def hue_hit(x: torch.Tensor, y: torch.Tensor, hues: tuple[float, float] | None = None) -> torch.Tensor:
+    """Share of the truth's colourful pixels (chroma >= 15) whose restored colour has chroma >=
+    7.5 and a hue within 30 degrees of the truth's -> (N,) in [0, 1]; NaN for an image with no
+    such pixel. hues = (lo, hi) in degrees restricts the scored pixels to truth hues in that
+    range (e.g. (100, 200): greens; (-20, 50): reds)."""
+    _check_pair(x, y)
+    cx, hx = _chroma_hue(x)
+    cy, hy = _chroma_hue(y)
+    scored = cy >= HUE_CHROMA
+    if hues is not None:
+        lo, hi = hues
+        scored &= torch.remainder(hy - lo, 360.0) <= torch.remainder(torch.tensor(hi - lo), 360.0)
+    gap = torch.remainder(hx - hy + 180.0, 360.0) - 180.0
+    hit = scored & (cx >= HUE_HIT_CHROMA) & (gap.abs() <= HUE_TOLERANCE)
+    count = scored.flatten(1).sum(1).double()
+    return torch.where(count > 0, hit.flatten(1).sum(1) / count.clamp(min=1), torch.nan)
+
+
+def ab_accuracy_auc(x: torch.Tensor, y: torch.Tensor, pixel_weight: torch.Tensor | None = None
+                    ) -> torch.Tensor:
+    """Zhang et al. 2016's raw accuracy AuC -> (N,) in [0, 1]: the share of pixels whose ab
+    distance to the truth is at most t, averaged over t = 0, 1, ..., 150 Lab units (1 = every
+    pixel exact). pixel_weight (N, H, W) weights the pixels (the class-rebalanced form)."""
+    _check_pair(x, y)
+    dist = torch.linalg.vector_norm(rgb_to_lab(x.double())[:, 1:] - rgb_to_lab(y.double())[:, 1:],
+                                    dim=1).flatten(1)
+    w = torch.ones_like(dist) if pixel_weight is None else pixel_weight.double().flatten(1)
+    w = w / w.sum(1, keepdim=True)
+    # dist <= t for an integer t exactly when ceil(dist) <= t: one weighted histogram of the
+    # rounded-up distances and its running sum give every threshold at once.
+    top = int(AUC_THRESHOLDS[-1]) + 1
+    slot = torch.ceil(dist).clamp(max=top).long()
+    hist = torch.zeros(dist.shape[0], top + 1, dtype=torch.float64, device=dist.device)
+    hist.scatter_add_(1, slot, w)
+    return hist.cumsum(1)[:, :top].mean(1)
+
+
+def rebalanced_auc(x: torch.Tensor, y: torch.Tensor, prior: torch.Tensor | None = None) -> torch.Tensor:
+    """The class-rebalanced AuC: each pixel weighted by 1 / prior of its truth colour's 10-unit
+    ab bin (prior: (Q,) over chroma_bins.gamut_bins; default the shipped prior of the training
+    photos), so rare saturated colours count as much as common dull ones."""
+    from colorsr_cli.chroma_bins import nearest_bin, shipped_prior
+
+    prior = shipped_prior() if prior is None else prior
+    idx = nearest_bin(rgb_to_lab(y.double())[:, 1:])
+    weight = 1.0 / prior.double().to(y.device).clamp(min=1e-6)[idx]
+    return ab_accuracy_auc(x, y, weight)
+
+
 Metric = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 
 METRICS: dict[str, Metric] = {
@@ -270,4 +337,9 @@ METRICS: dict[str, Metric] = {
     "delta_e2000": delta_e2000,
     "colorfulness": _colorfulness_of_output,
     "ssim_seed": ssim_seed_protocol,
+    "hue_hit": hue_hit,
+    "green_hit": partial(hue_hit, hues=HUE_RANGES["green"]),
+    "red_hit": partial(hue_hit, hues=HUE_RANGES["red"]),
+    "auc": ab_accuracy_auc,
+    "auc_rebalanced": rebalanced_auc,
 }

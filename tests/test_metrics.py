@@ -234,6 +234,11 @@ def test_metrics_registry_returns_one_float64_per_image():
         "delta_e2000",
         "colorfulness",
         "ssim_seed",
+        "hue_hit",
+        "green_hit",
+        "red_hit",
+        "auc",
+        "auc_rebalanced",
     }
     assert set(METRICS) == expected
     x, y = torch.rand(2, 3, 64, 64), torch.rand(2, 3, 64, 64)
@@ -250,3 +255,59 @@ def test_mismatched_shapes_raise():
         ssim(torch.rand(1, 3, 16, 16), torch.rand(1, 3, 16, 17))
     with pytest.raises(ValueError):
         psnr(torch.rand(3, 16, 16), torch.rand(3, 16, 16))
+
+
+def _lab_image(lab_pixels):
+    """A (1, 3, 1, K) sRGB tensor of K pixels given as (L, chroma, hue degrees), through
+    scikit-image's Lab conversion (an independent reference)."""
+    lab = np.array([[(L, c * math.cos(math.radians(h)), c * math.sin(math.radians(h)))
+                     for L, c, h in lab_pixels]], float)
+    rgb = skcolor.lab2rgb(lab)
+    return torch.from_numpy(rgb).permute(2, 0, 1)[None].float()
+
+
+def test_hue_hit_hand_computed():
+    from colorsr_cli.metrics import HUE_RANGES, hue_hit
+
+    truth = _lab_image([(60, 40, 30), (60, 40, 140), (60, 40, 250), (60, 5, 10)])
+    pred = _lab_image([(60, 30, 50), (60, 40, 185), (60, 5, 250), (60, 40, 10)])
+    # Scored: the three truth pixels of chroma 40. Pixel 1: 20 degrees off, chroma 30: a hit.
+    # Pixel 2: 45 degrees off: a miss. Pixel 3: right hue but chroma 5 < 7.5: a miss.
+    assert hue_hit(pred, truth).item() == pytest.approx(1 / 3)
+    assert hue_hit(pred, truth, HUE_RANGES["green"]).item() == 0.0  # pixel 2 (hue 140) only
+    assert hue_hit(pred, truth, HUE_RANGES["red"]).item() == 1.0  # pixel 1 (hue 30) only
+    assert hue_hit(truth, truth).item() == 1.0
+    gray = truth.mean(1, keepdim=True).expand_as(truth)
+    assert hue_hit(gray, truth).item() == 0.0
+    # A red range that wraps through 0 degrees: hue -10 (= 350) is red.
+    assert hue_hit(_lab_image([(50, 40, -10)]), _lab_image([(50, 40, -10)]),
+                   HUE_RANGES["red"]).item() == 1.0
+    assert math.isnan(hue_hit(gray, gray).item())  # nothing colourful to score
+
+
+def test_ab_accuracy_auc_hand_computed():
+    from colorsr_cli.metrics import ab_accuracy_auc
+
+    truth = _lab_image([(60, 40.5, 100), (60, 20.5, 300)])
+    gray = _lab_image([(60, 0, 0), (60, 0, 0)])
+    # Distances 40.5 and 20.5: pixel 1 is within t for t = 41..150 (110 of 151 thresholds),
+    # pixel 2 for t = 21..150 (130 of 151).
+    got = ab_accuracy_auc(gray, truth).item()
+    assert got == pytest.approx((110 + 130) / 2 / 151, abs=2e-3)
+    assert ab_accuracy_auc(truth, truth).item() == pytest.approx(1.0)
+    weighted = ab_accuracy_auc(gray, truth, torch.tensor([[[3.0, 1.0]]])).item()
+    assert weighted == pytest.approx((3 * 110 + 130) / 4 / 151, abs=2e-3)
+
+
+def test_rebalanced_auc_weights_pixels_by_inverse_prior():
+    from colorsr_cli.chroma_bins import gamut_bins, nearest_bin
+    from colorsr_cli.metrics import rebalanced_auc
+
+    truth = _lab_image([(60, 40.5, 100), (60, 20.5, 300)])
+    gray = _lab_image([(60, 0, 0), (60, 0, 0)])
+    ab = torch.from_numpy(skcolor.rgb2lab(truth[0].permute(1, 2, 0).double().numpy())[..., 1:])
+    idx = nearest_bin(ab.permute(2, 0, 1)[None].float())[0, 0]
+    prior = torch.full((len(gamut_bins()),), 1e-3)
+    prior[idx[0]], prior[idx[1]] = 0.1, 0.4  # pixel 1's colour 4x rarer: weight 4 vs 1
+    got = rebalanced_auc(gray, truth, prior).item()
+    assert got == pytest.approx((4 * 110 + 130) / 5 / 151, abs=2e-3)

@@ -14,7 +14,7 @@ from colorsr_cli.models import ColorizerConfig, ColorizerUNet, PatchDiscriminato
 from colorsr_cli.models.colorizer import PatchDiscriminatorConfig
 from colorsr_cli.models.srgan import SRDiscriminator, SRDiscriminatorConfig
 from colorsr_cli.pipeline import RestoreOptions, Restorer
-from colorsr_cli.train.color import ColorRecipe, pix2pix_step, train_color
+from colorsr_cli.train.color import ChromaLoss, ColorRecipe, pix2pix_step, train_color
 from colorsr_cli.train.sr import Perceptual, SRRecipe, pixel_step, srgan_step, train_sr
 from colorsr_cli.weightfile import load_weight_file
 
@@ -406,7 +406,8 @@ def test_euclidean_pixel_loss_is_the_ab_error_and_trains(data_dir, tmp_path):
     opt_g = torch.optim.Adam(G.parameters(), 1e-3, betas=(0.5, 0.999))
     opt_d = torch.optim.Adam(D.parameters(), 2e-4, betas=(0.5, 0.999))
     rgb = _batch()
-    history = [pix2pix_step(G, D, opt_g, opt_d, rgb, 100.0, False, 1.0, "euclidean") for _ in range(40)]
+    loss = ChromaLoss(100.0, "euclidean")
+    history = [pix2pix_step(G, D, opt_g, opt_d, rgb, loss, False, 1.0) for _ in range(40)]
     assert all("ab_dist" in h and "l1" not in h for h in history)
     assert np.mean([h["ab_dist"] for h in history[-5:]]) < 0.7 * np.mean([h["ab_dist"] for h in history[:5]])
 
@@ -493,7 +494,7 @@ def test_init_starts_the_generator_from_a_weight_file(data_dir, tmp_path):
 
 
 def test_holdout_split_does_not_follow_the_training_seed(data_dir, tmp_path, monkeypatch):
-    import colorsr_cli.train.color as color_trainer
+    import colorsr_cli.train.common as common_module
     from colorsr_cli.train.common import holdout_seed_of, split_holdout
 
     seen, held = [], []
@@ -504,7 +505,7 @@ def test_holdout_split_does_not_follow_the_training_seed(data_dir, tmp_path, mon
         held.append(val)
         return train, val
 
-    monkeypatch.setattr(color_trainer, "split_holdout", spy)
+    monkeypatch.setattr(common_module, "split_holdout", spy)
     common = dict(data=str(data_dir), width=8, disc_width=8, batch_size=4, device="cpu", threads=1)
     # Runs that differ in --seed hold out the same photos (a fine-tune with another seed must not
     # validate on photos its starting point trained on); --holdout-seed picks another split.
@@ -523,3 +524,79 @@ def test_holdout_split_does_not_follow_the_training_seed(data_dir, tmp_path, mon
     assert seen == [7]
     log = [json.loads(line) for line in (tmp_path / "b" / "metrics.jsonl").read_text().splitlines()]
     assert [e["changed"] for e in log if e.get("event") == "resumed"][-1] == {"max_steps": [1, 2]}
+
+
+def test_bins_head_predicts_a_distribution_and_travels_in_its_weight_file(tmp_path):
+    """A bins head (Zhang et al. 2016) predicts logits over the gamut bins at 1/head_stride of
+    the input, decoded by the annealed mean into ab within the gamut's range; the bin centres
+    travel in the weight file, so the loaded model gives the same colours."""
+    from colorsr_cli.chroma_bins import annealed_mean, gamut_bins
+    from colorsr_cli.weightfile import save_weight_file
+
+    torch.manual_seed(0)
+    bins = gamut_bins()
+    G = ColorizerUNet(ColorizerConfig(width=8, depth=3, head="bins", bins=len(bins), head_stride=2,
+                                      global_features=True, classes=5))
+    G.ab_bins.copy_(bins)
+    G.eval()
+    L = torch.rand(2, 1, 32, 32) * 2 - 1
+    out = G(L, details=True)
+    assert out["logits"].shape == (2, len(bins), 16, 16) and out["classes"].shape == (2, 5)
+    coarse = annealed_mean(out["logits"], bins, 0.38) / 110
+    assert torch.allclose(out["ab"], torch.nn.functional.interpolate(coarse, size=(32, 32), mode="bilinear"))
+    assert out["ab"].abs().max() <= 1.0
+    save_weight_file(G, tmp_path / "bins.pt")
+    loaded, _ = load_weight_file(tmp_path / "bins.pt")
+    assert loaded.config.head == "bins" and torch.equal(loaded.ab_bins, bins)
+    assert torch.allclose(loaded.eval()(L), G(L), atol=1e-6)
+    with pytest.raises(ValueError, match="head_stride"):
+        ColorizerConfig(depth=3, head="bins", bins=4, head_stride=16)
+
+
+def test_bins_recipe_trains_with_classes_and_a_holdout_of_larger_photos(data_dir, tmp_path):
+    """--head bins with --class-folders: the rebalanced cross-entropy and the class loss are
+    logged and finite, then the GAN phase; the hold-out takes only the larger photos; best.pt is
+    chosen by hue hit and restores like any colouriser."""
+    from colorsr_cli.chroma_bins import gamut_bins
+    from colorsr_cli.train.common import Reporter
+
+    data = tmp_path / "data"
+    for label in ("cat", "dog"):
+        (data / "labelled").mkdir(parents=True, exist_ok=True)
+        for k in range(6):
+            shutil.copy(data_dir / f"tiny{k + (6 if label == 'dog' else 0):02d}.jpg",
+                        data / "labelled" / f"{label}_{k}.jpg")
+    for k in range(36):
+        Image.fromarray(photo_like(72, 80, 300 + k)).save(data / f"big{k}.png")
+    logged, events = [], []
+    recipe = ColorRecipe(data=str(data), out=str(tmp_path / "run"), width=8, depth=3, disc_width=8,
+                         batch_size=4, max_steps=6, pretrain_steps=3, log_every=1, val_every=3,
+                         device="cpu", threads=1, head="bins", class_folders="labelled",
+                         holdout_min_side=70, val_fraction=0.25, select_by="hue_hit")
+    train_color(recipe, reporter=Reporter(lambda s, t, m: logged.append(m), events.append))
+    assert all(np.isfinite(m["ce"]) and np.isfinite(m["l1"]) for m in logged)
+    assert any("cls" in m for m in logged)
+    assert "adv" not in logged[0] and "adv" in logged[-1]
+    assert any("2 classes under labelled" in e for e in events)
+    assert any("48 photos found; 16 held out" in e for e in events)  # only the 36 larger ones
+    records = [json.loads(x) for x in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
+    scored = [r for r in records if "hue_hit" in r]
+    assert len(scored) == 2 and all(0 <= r["hue_hit"] <= 1 for r in scored)
+    model, meta = load_weight_file(tmp_path / "run" / "best.pt")
+    assert model.config.head == "bins" and torch.equal(model.ab_bins, gamut_bins())
+    restored = Restorer(model, None, RestoreOptions(mode="color-only", tile=0), torch.device("cpu"))
+    out = restored.restore([torch.rand(1, 64, 64)])
+    assert out[0].shape == (3, 256, 256) and torch.isfinite(out[0]).all()  # color-only: bicubic x4
+
+
+def test_init_of_a_bins_model_from_a_regression_file_keeps_the_trunk(tmp_path):
+    from colorsr_cli.train.color import init_generator
+    from colorsr_cli.weightfile import save_weight_file
+
+    torch.manual_seed(1)
+    source = ColorizerUNet(ColorizerConfig(width=8))
+    save_weight_file(source, tmp_path / "reg.pt")
+    target = ColorizerUNet(ColorizerConfig(width=8, head="bins", bins=262, head_stride=2, classes=3))
+    fresh = init_generator(target, tmp_path / "reg.pt")
+    assert {k.split(".")[0] for k in fresh} == {"head", "ab_bins", "classifier"}
+    assert torch.equal(target.down[0][0][0].weight, source.down[0][0][0].weight)

@@ -6,8 +6,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
+from colorsr_cli.chroma_bins import annealed_mean
+from colorsr_cli.color import AB_SCALE
 from colorsr_cli.models.blocks import conv_bn_act
 
 
@@ -20,6 +23,33 @@ class ColorizerConfig:
     # photos (not from test data): an under-trained GAN's confident but wrong hues cost more than
     # they give, and a gain below 1 trades some colourfulness for accuracy.
     chroma_gain: float = 1.0
+    # "regression": a tanh head predicts ab directly (pix2pix). "bins": the head predicts a
+    # distribution over `bins` quantised ab cells (chroma_bins.gamut_bins), decoded by the
+    # annealed mean at `temperature` (Zhang et al. 2016); a regression loss averages the
+    # plausible colours of an object into brown, a distribution keeps them apart.
+    head: str = "regression"
+    bins: int = 0
+    temperature: float = 0.38
+    # A bins head predicts at 1/head_stride of the input size and its decoded ab is enlarged
+    # (bilinear): chroma varies slowly, the lightness keeps the detail, and the 262-way
+    # distribution costs head_stride**2 times less (Zhang et al. predict at 1/4).
+    head_stride: int = 1
+    # Image-level features (Iizuka et al. 2016, "Let there be Color!"): the bottleneck is pooled
+    # to one vector per image, passed through a small MLP and fused back at every position, so
+    # each pixel's colour can depend on what the whole picture shows. `classes` > 0 adds an
+    # auxiliary classifier on that vector (or on the pooled bottleneck without global_features),
+    # trained on labelled photo folders so the encoder learns what is in the picture; unused at
+    # inference.
+    global_features: bool = False
+    classes: int = 0
+
+    def __post_init__(self) -> None:
+        if self.head not in ("regression", "bins"):
+            raise ValueError(f"unknown colouriser head {self.head!r} (regression or bins)")
+        if self.head == "bins" and self.bins < 2:
+            raise ValueError("a bins head needs the number of ab bins")
+        if self.head_stride not in [2**k for k in range(self.depth + 1)]:
+            raise ValueError(f"head_stride must be a power of 2 up to 2**depth, not {self.head_stride}")
 
 
 class _DoubleConv(nn.Sequential):
@@ -49,13 +79,30 @@ class ColorizerUNet(nn.Module):
         for deep, skip in zip(widths[:0:-1], widths[-2::-1]):
             self.up.append(nn.Sequential(nn.ConvTranspose2d(deep, skip, 2, 2), nn.ReLU(inplace=True)))
             self.merge.append(_DoubleConv(skip * 2, skip, bn))
-        self.head = nn.Conv2d(widths[0], 2, 1)
+        deepest = widths[-1]
+        if config.global_features:
+            self.global_mlp = nn.Sequential(nn.Linear(deepest, deepest), nn.ReLU(inplace=True),
+                                            nn.Linear(deepest, deepest), nn.ReLU(inplace=True))
+            self.fuse = conv_bn_act(deepest * 2, deepest, nn.ReLU(inplace=True), bn=bn, kernel=1)
+        if config.classes:
+            self.classifier = nn.Linear(deepest, config.classes)
+        self.levels_skipped = config.head_stride.bit_length() - 1
+        if self.levels_skipped:
+            del self.up[-self.levels_skipped:], self.merge[-self.levels_skipped:]
+        if config.head == "bins":
+            self.head = nn.Conv2d(widths[self.levels_skipped], config.bins, 1)
+            # The bin centres travel in the weight file (Lab units, (bins, 2)).
+            self.register_buffer("ab_bins", torch.zeros(config.bins, 2))
+        else:
+            self.head = nn.Conv2d(widths[0], 2, 1)
 
     @property
     def multiple(self) -> int:
         return 2**self.config.depth
 
-    def forward(self, lightness: torch.Tensor) -> torch.Tensor:
+    def forward(self, lightness: torch.Tensor, details: bool = False):
+        """Normalised ab (N, 2, H, W). With details=True (training), a dict with "ab" and, for a
+        bins head, "logits" (N, bins, H, W); with a class head, "classes" (N, classes)."""
         skips = []
         x = lightness
         for block in self.down:
@@ -63,9 +110,25 @@ class ColorizerUNet(nn.Module):
             skips.append(x)
             x = self.pool(x)
         x = self.bottleneck(x)
+        out = {}
+        g = x.mean((2, 3))
+        if self.config.global_features:
+            g = self.global_mlp(g)
+            x = self.fuse(torch.cat((x, g[:, :, None, None].expand_as(x)), 1))
+        if self.config.classes:
+            out["classes"] = self.classifier(g)
         for up, merge, skip in zip(self.up, self.merge, reversed(skips)):
             x = merge(torch.cat((up(x), skip), dim=1))
-        return torch.tanh(self.head(x)) * self.config.chroma_gain
+        head = self.head(x)
+        if self.config.head == "bins":
+            out["logits"] = head
+            ab = annealed_mean(head, self.ab_bins, self.config.temperature) / AB_SCALE
+            if self.levels_skipped:
+                ab = F.interpolate(ab, size=lightness.shape[-2:], mode="bilinear", align_corners=False)
+        else:
+            ab = torch.tanh(head)
+        out["ab"] = ab * self.config.chroma_gain
+        return out if details else out["ab"]
 
 
 @dataclass(frozen=True)

@@ -9,6 +9,7 @@ resume on exactly the same schedule."""
 from __future__ import annotations
 
 import copy
+import dataclasses
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,7 +19,16 @@ import torch
 import torch.nn.functional as F
 from torch.nn.parallel import DistributedDataParallel as DDP
 
-from colorsr_cli.color import lab_to_rgb, normalize_ab, normalize_l, rgb_to_lab
+from colorsr_cli.chroma_bins import (
+    bin_histogram,
+    gamut_bins,
+    nearest_bin,
+    rebalance_weights,
+    rebalanced_cross_entropy,
+    smooth_prior,
+    soft_encode,
+)
+from colorsr_cli.color import denormalize_ab, lab_to_rgb, normalize_ab, normalize_l, rgb_to_lab
 from colorsr_cli.devices import resolve_device
 from colorsr_cli.evaluate import protocol_resize
 from colorsr_cli.io import write_image_atomic
@@ -31,7 +41,6 @@ from colorsr_cli.train.common import (
     Schedule,
     area_resize,
     critic_backward,
-    generator_pixel_step,
     keep_holdout,
     make_grid,
     planned_steps,
@@ -40,7 +49,7 @@ from colorsr_cli.train.common import (
     run_loop,
     seed_everything,
     setup_distributed,
-    split_holdout,
+    split_photos,
     to_chw,
     unwrap,
     use_mixed_precision,
@@ -96,6 +105,27 @@ class ColorRecipe:
     # Decode every photo once and keep it in memory (PhotoFolder.preload): for small photos on
     # hardware whose CPUs cannot decode as fast as the GPU trains.
     cache_photos: bool = False
+    # The generator's head: "regression" (pix2pix: ab through a tanh, the pixel loss above) or
+    # "bins" (Zhang et al. 2016: a distribution over quantised ab trained with a class-rebalanced
+    # cross-entropy, weighted by ce_weight instead of l1_weight; decoded by the annealed mean).
+    head: str = "regression"
+    ce_weight: float = 1.0
+    temperature: float = 0.38  # annealed-mean temperature of a bins head
+    head_stride: int = 2  # a bins head predicts at 1/head_stride resolution (ColorizerConfig)
+    rebalance_mix: float = 0.5  # share of the uniform distribution in the rebalancing prior
+    # Image-level features fused into the decoder (Iizuka et al. 2016), and an auxiliary
+    # classifier on them trained on the labelled photos: those under data/class_folders/<label>/
+    # (e.g. Tiny-ImageNet's class folders); other photos carry no label and no class loss.
+    global_features: bool = False
+    class_folders: str | None = None
+    class_weight: float = 0.1
+    disc_lr: float | None = None  # the discriminator's learning rate (default: lr)
+    # Hold out only photos whose shorter side is at least this (0 = any): validation then looks
+    # like what users restore (larger photos reduced to 64x64), not native 64x64 thumbnails.
+    holdout_min_side: int = 0
+    # What picks best.pt: "l1" (lowest validation L1) or "hue_hit" (highest share of the
+    # hold-out's colourful pixels given the right hue: metrics.hue_hit).
+    select_by: str = "l1"
     val_fraction: float = 0.02
     val_every: int | None = None  # steps; None = once per epoch
     checkpoint_every: int = 500
@@ -167,6 +197,10 @@ def train_color(recipe: ColorRecipe, resume: bool = False, reporter: Reporter | 
     reporter = reporter or Reporter()
     if recipe.pixel_loss not in PIXEL_LOSSES:
         raise ValueError(f"unknown pixel loss {recipe.pixel_loss!r} (one of {', '.join(PIXEL_LOSSES)})")
+    if recipe.head not in ("regression", "bins"):
+        raise ValueError(f"unknown head {recipe.head!r} (regression or bins)")
+    if recipe.select_by not in ("l1", "hue_hit"):
+        raise ValueError(f"unknown --select-by {recipe.select_by!r} (l1 or hue_hit)")
     device = resolve_device(recipe.device, int(os.environ.get("LOCAL_RANK", 0)))
     ddp = setup_distributed(device)
     if recipe.threads:
@@ -185,22 +219,50 @@ def train_color(recipe: ColorRecipe, resume: bool = False, reporter: Reporter | 
         val_idx = list(range(min(len(val_photos), 1000)))
     else:
         val_photos = photos
-        train_idx, val_idx = split_holdout(len(photos), recipe.val_fraction, recipe.holdout_seed)
+        train_idx, val_idx = split_photos(photos, recipe.val_fraction, recipe.holdout_seed,
+                                          recipe.holdout_min_side)
+    reporter.on_event(f"{len(photos)} photos found; {len(val_idx)} held out for validation, "
+                      f"{len(train_idx)} to train on")
+    labels, class_names = photo_labels(photos, Path(recipe.data), recipe.class_folders)
+    if recipe.class_folders:
+        reporter.on_event(f"{len(class_names)} classes under {recipe.class_folders}: "
+                          f"{sum(1 for i in train_idx if labels[i] >= 0)} labelled training photos")
     steps_per_epoch = len(train_idx) // (recipe.batch_size * ddp.world)
     if steps_per_epoch == 0:
         raise ValueError(f"{recipe.data}: {len(train_idx)} training images are fewer than one "
                          f"batch ({recipe.batch_size} x {ddp.world} processes)")
     total = planned_steps(recipe.epochs, steps_per_epoch, recipe.max_steps, reporter)
 
-    G = ColorizerUNet(ColorizerConfig(recipe.width, recipe.depth))
+    bins = gamut_bins() if recipe.head == "bins" else None
+    G = ColorizerUNet(ColorizerConfig(
+        recipe.width, recipe.depth, head=recipe.head, bins=0 if bins is None else len(bins),
+        temperature=recipe.temperature, head_stride=recipe.head_stride if bins is not None else 1,
+        global_features=recipe.global_features,
+        classes=len(class_names)))
+    if bins is not None:
+        G.ab_bins.copy_(bins)
+    loss = ChromaLoss(recipe.l1_weight, recipe.pixel_loss, recipe.class_weight if class_names else 0.0)
+    if bins is not None:
+        counts = training_colour_counts(photos, train_idx, recipe.size, bins, recipe.seed)
+        loss = ChromaLoss(recipe.ce_weight, "bins", loss.class_weight, bins.to(device),
+                          rebalance_weights(smooth_prior(counts, bins), recipe.rebalance_mix).to(device))
+        run.write_json("prior.json", {"counts": [int(c) for c in counts]})
+    if recipe.holdout_min_side and not recipe.val and len(photos.indices_with_min_side(
+            recipe.holdout_min_side)) == len(photos):
+        reporter.on_event(f"note: fewer than 32 photos have a shorter side of {recipe.holdout_min_side} "
+                          f"px or more: the hold-out is drawn from all photos")
     if recipe.init_weights and not resume:
-        init_generator(G, Path(recipe.init_weights))
-        reporter.on_event(f"generator initialised from {recipe.init_weights}")
+        fresh = init_generator(G, Path(recipe.init_weights))
+        reporter.on_event(f"generator initialised from {recipe.init_weights}" + (
+            f" (new: {', '.join(sorted({k.split('.')[0] for k in fresh}))})" if fresh else ""))
+    if bins is not None:
+        G.ab_bins.copy_(bins)  # after --init, which leaves the buffer alone
     G = G.to(device)
     D = PatchDiscriminator(PatchDiscriminatorConfig(recipe.disc_width, recipe.disc_layers,
                                                     recipe.disc_sigmoid)).to(device)
     opt_g = torch.optim.Adam(G.parameters(), recipe.lr, betas=(recipe.beta1, recipe.beta2))
-    opt_d = torch.optim.Adam(D.parameters(), recipe.lr, betas=(recipe.beta1, recipe.beta2))
+    d_lr = recipe.disc_lr or recipe.lr
+    opt_d = torch.optim.Adam(D.parameters(), d_lr, betas=(recipe.beta1, recipe.beta2))
     G_ema = copy.deepcopy(G).requires_grad_(False) if recipe.ema > 0 else None
     step, best_val = 0, float("inf")
     val_view = {"native_resample": True} if recipe.native_resample > 0 else {}
@@ -221,20 +283,22 @@ def train_color(recipe: ColorRecipe, resume: bool = False, reporter: Reporter | 
     val_batch = torch.stack([center_sample(val_photos.load(i), recipe.size, recipe.native_resample > 0)
                              for i in val_idx])
 
-    def sample(i: int, rng: np.random.Generator) -> torch.Tensor:
-        return photo_to_sample(photos.load(i), recipe.size, rng, recipe.native_resample)
+    def sample(i: int, rng: np.random.Generator):
+        rgb = photo_to_sample(photos.load(i), recipe.size, rng, recipe.native_resample)
+        return (rgb, labels[i]) if class_names else rgb
 
-    def step_fn(rgb: torch.Tensor, step: int) -> dict[str, torch.Tensor]:
-        lr = scheduled_lr(recipe, step, total)
-        for opt in (opt_g, opt_d):
+    def step_fn(batch, step: int) -> dict[str, torch.Tensor]:
+        rgb, label = batch if class_names else (batch, None)
+        decay = scheduled_lr(recipe, step, total) / recipe.lr
+        for opt, base in ((opt_g, recipe.lr), (opt_d, d_lr)):
             for group in opt.param_groups:
-                group["lr"] = lr
+                group["lr"] = base * decay
         rgb = rgb.to(device, non_blocking=True)
+        label = None if label is None else label.to(device, non_blocking=True)
         if step < recipe.pretrain_steps:
-            losses = pixel_only_step(G, opt_g, rgb, amp, recipe.pixel_loss)
+            losses = pixel_only_step(G, opt_g, rgb, amp, loss, label)
         else:
-            losses = pix2pix_step(G, D, opt_g, opt_d, rgb, recipe.l1_weight, amp, recipe.adv_weight,
-                                  recipe.pixel_loss)
+            losses = pix2pix_step(G, D, opt_g, opt_d, rgb, loss, amp, recipe.adv_weight, label)
         if G_ema is not None:
             update_ema(G_ema, unwrap(G), recipe.ema)
         return losses
@@ -247,22 +311,29 @@ def train_color(recipe: ColorRecipe, resume: bool = False, reporter: Reporter | 
                                "ema": recipe.ema})
 
     def state() -> dict:
+        # The generator's architecture and config travel with it, so any checkpoint exports.
         parts = {"G": unwrap(G).state_dict(), "D": unwrap(D).state_dict(),
+                 "G_arch": "colorizer_unet", "G_config": dataclasses.asdict(unwrap(G).config),
                  "opt_g": opt_g.state_dict(), "opt_d": opt_d.state_dict(), "val_view": val_view}
         return parts | ({"G_ema": G_ema.state_dict()} if G_ema is not None else {})
 
     schedule = Schedule(Path(recipe.out), recipe.seed, recipe.batch_size, total, steps_per_epoch,
                         recipe.val_every or steps_per_epoch, recipe.checkpoint_every,
-                        recipe.log_every, recipe.workers, pin_memory=device.type == "cuda")
+                        recipe.log_every, recipe.workers, pin_memory=device.type == "cuda",
+                        **({"score_name": "neg_hue_hit", "score_label": "validation -hue hit"}
+                           if recipe.select_by == "hue_hit" else {}))
     run_loop(schedule, ddp, run, reporter, train_idx, sample, step_fn,
-             lambda step: validate(judged, val_batch, device, recipe.batch_size * 4, run, step),
+             lambda step: validate(judged, val_batch, device, recipe.batch_size * 4, run, step,
+                                   recipe.select_by),
              save_best, state, step, best_val)
     return Path(recipe.out)
 
 
-def init_generator(G: ColorizerUNet, path: Path) -> None:
-    """Load a colouriser weight file's weights into G, whose architecture (width, depth...) must
-    match (the file's chroma gain, an inference setting, is not carried over)."""
+def init_generator(G: ColorizerUNet, path: Path) -> list[str]:
+    """Load a colouriser weight file's weights into G. The U-Net's width and depth must match;
+    the head and the image-level layers may differ (a regression model can start a bins model):
+    parameters G has and the file lacks, or holds in another shape, keep their fresh values and
+    are returned by name. The file's chroma gain, an inference setting, is not carried over."""
     from colorsr_cli.errors import WeightsError
     from colorsr_cli.models import arch_name_of, config_dict
     from colorsr_cli.weightfile import load_weight_file
@@ -272,12 +343,16 @@ def init_generator(G: ColorizerUNet, path: Path) -> None:
         raise WeightsError(f"{path}: not a single colouriser (architecture {arch_name_of(model)}); "
                            f"--init takes one U-Net, not an ensemble or another model")
     theirs, ours = config_dict(model), config_dict(G)
-    shape = {k: (theirs[k], ours[k]) for k in ours if k != "chroma_gain" and theirs[k] != ours[k]}
+    shape = {k: (theirs[k], ours[k]) for k in ("width", "depth", "batch_norm") if theirs[k] != ours[k]}
     if shape:
         raise WeightsError(f"{path}: a colouriser of " + ", ".join(
             f"{k} {a}" for k, (a, _) in shape.items()) + ", the recipe asks for " + ", ".join(
             f"{k} {b}" for k, (_, b) in shape.items()))
-    G.load_state_dict(model.state_dict())
+    source, target = model.state_dict(), G.state_dict()
+    fresh = [k for k, v in target.items() if k not in source or source[k].shape != v.shape
+             or k == "ab_bins"]
+    G.load_state_dict({k: v for k, v in source.items() if k in target and k not in fresh}, strict=False)
+    return fresh
 
 
 def scheduled_lr(recipe: ColorRecipe, step: int, total: int) -> float:
@@ -305,25 +380,67 @@ def ab_distance(fake: torch.Tensor, real: torch.Tensor) -> torch.Tensor:
 
 
 # recipe.pixel_loss -> (loss function (fake, real) -> scalar, the name it is logged under; "l1"
-# keeps the seed's metric name).
+# keeps pix2pix's metric name).
 PIXEL_LOSSES = {"l1": (F.l1_loss, "l1"), "euclidean": (ab_distance, "ab_dist")}
 
 
-def pixel_only_step(G, opt_g, rgb: torch.Tensor, amp: bool,
-                    pixel_loss: str = "l1") -> dict[str, torch.Tensor]:
-    """One pixel-loss-only generator update (the pre-training phase)."""
-    with torch.autocast(rgb.device.type, torch.bfloat16, enabled=amp):
-        L, ab = split_lab(rgb.float())
-    loss_fn, name = PIXEL_LOSSES[pixel_loss]
-    return {name: generator_pixel_step(G, opt_g, L, ab, amp, loss_fn)}
+@dataclass
+class ChromaLoss:
+    """The generator's non-adversarial terms: `weight` x the pixel loss (l1 or euclidean on the
+    normalised ab, or "bins": the class-rebalanced cross-entropy over quantised ab, with `bins`
+    (Q, 2) centres in Lab units and per-bin `bin_weights` (Q,)), plus `class_weight` x the
+    cross-entropy of the image-level classifier on labelled photos (label -1: none)."""
+
+    weight: float = 100.0
+    pixel_loss: str = "l1"
+    class_weight: float = 0.0
+    bins: torch.Tensor | None = None
+    bin_weights: torch.Tensor | None = None
+
+    def __call__(self, out: dict[str, torch.Tensor], ab: torch.Tensor,
+                 labels: torch.Tensor | None) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        if self.pixel_loss == "bins":
+            truth = denormalize_ab(ab.float())
+            if truth.shape[-2:] != out["logits"].shape[-2:]:
+                truth = F.interpolate(truth, size=out["logits"].shape[-2:], mode="area")
+            pixel_weight = self.bin_weights[nearest_bin(truth)]
+            term = rebalanced_cross_entropy(out["logits"], soft_encode(truth), pixel_weight)
+            logs = {"ce": term.detach(), "l1": F.l1_loss(out["ab"].detach().float(), ab)}
+        else:
+            loss_fn, name = PIXEL_LOSSES[self.pixel_loss]
+            term = loss_fn(out["ab"].float(), ab)
+            logs = {name: term.detach()}
+        total = self.weight * term
+        if self.class_weight and labels is not None and bool((labels >= 0).any()):
+            cls = F.cross_entropy(out["classes"].float(), labels, ignore_index=-1)
+            total = total + self.class_weight * cls
+            logs["cls"] = cls.detach()
+        return total, logs
 
 
-def pix2pix_step(G, D, opt_g, opt_d, rgb: torch.Tensor, l1_weight: float, amp: bool,
-                 adv_weight: float = 1.0, pixel_loss: str = "l1") -> dict[str, torch.Tensor]:
-    """One D update then one G update on an RGB batch; returns the losses (detached tensors)."""
+def pixel_only_step(G, opt_g, rgb: torch.Tensor, amp: bool, loss: ChromaLoss | str = "l1",
+                    labels: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
+    """One generator update on the non-adversarial terms alone (the pre-training phase)."""
+    loss = ChromaLoss(1.0, loss) if isinstance(loss, str) else loss
     with torch.autocast(rgb.device.type, torch.bfloat16, enabled=amp):
         L, ab = split_lab(rgb.float())
-        fake_ab = G(L)
+        out = G(L, details=True)
+    total, logs = loss(out, ab, labels)
+    opt_g.zero_grad(set_to_none=True)
+    total.backward()
+    opt_g.step()
+    return logs
+
+
+def pix2pix_step(G, D, opt_g, opt_d, rgb: torch.Tensor, loss: ChromaLoss | float, amp: bool,
+                 adv_weight: float = 1.0, labels: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
+    """One D update then one G update on an RGB batch; returns the losses (detached tensors).
+    loss: the generator's other terms (a number w = pix2pix's w x L1)."""
+    loss = loss if isinstance(loss, ChromaLoss) else ChromaLoss(float(loss))
+    with torch.autocast(rgb.device.type, torch.bfloat16, enabled=amp):
+        L, ab = split_lab(rgb.float())
+        out = G(L, details=True)
+        fake_ab = out["ab"]
         real, fake = torch.cat((L, ab), 1), torch.cat((L, fake_ab), 1)
     # Real and fake batches go through D separately (see common.critic_backward).
     opt_d.zero_grad(set_to_none=True)
@@ -336,33 +453,95 @@ def pix2pix_step(G, D, opt_g, opt_d, rgb: torch.Tensor, l1_weight: float, amp: b
     with torch.autocast(rgb.device.type, torch.bfloat16, enabled=amp):
         p_gen = critic(fake).float()
         adv = F.mse_loss(p_gen, torch.ones_like(p_gen))
-        loss_fn, name = PIXEL_LOSSES[pixel_loss]
-        pixel = loss_fn(fake_ab.float(), ab)
-        loss_g = adv_weight * adv + l1_weight * pixel
+    other, logs = loss(out, ab, labels)
+    loss_g = adv_weight * adv + other
     opt_g.zero_grad(set_to_none=True)
     loss_g.backward()
     opt_g.step()
     critic.requires_grad_(True)
-    return {"loss_d": loss_d, "loss_g": loss_g.detach(), "adv": adv.detach(), name: pixel.detach()}
+    return {"loss_d": loss_d, "loss_g": loss_g.detach(), "adv": adv.detach()} | logs
+
+
+def photo_labels(photos: PhotoFolder, root: Path, class_folders: str | None) -> tuple[list[int], list[str]]:
+    """Per photo, the index of its class, or -1; and the sorted class names. Photos under
+    root/class_folders are labelled by their first folder there, or, lying directly in it, by
+    the file name before its last underscore (Tiny-ImageNet's WNID_N.jpg). No class_folders:
+    all -1, no names."""
+    if not class_folders:
+        return [-1] * len(photos), []
+    base = (root / class_folders).resolve()
+    found = []
+    for path in photos.paths:
+        full = Path(path).resolve()
+        parts = full.relative_to(base).parts if full.is_relative_to(base) else ()
+        if len(parts) > 1:
+            found.append(parts[0])
+        elif parts and "_" in full.stem:
+            found.append(full.stem.rsplit("_", 1)[0])
+        else:
+            found.append(None)
+    names = sorted({n for n in found if n is not None})
+    if not names:
+        raise ValueError(f"{base}: no labelled photos (expected {base}/LABEL/photo.jpg or "
+                         f"{base}/LABEL_N.jpg)")
+    index = {n: k for k, n in enumerate(names)}
+    return [index[n] if n is not None else -1 for n in found], names
+
+
+def training_colour_counts(photos: PhotoFolder, train_idx: list[int], size: int, bins: torch.Tensor,
+                           seed: int, limit: int = 2000) -> torch.Tensor:
+    """(Q,) pixel counts per ab bin over the centre views of up to `limit` training photos
+    (a random, seeded subset): the prior behind the rebalanced loss."""
+    rng = np.random.default_rng(seed)
+    chosen = rng.permutation(train_idx)[:limit]
+    counts = torch.zeros(len(bins), dtype=torch.float64)
+    for start in range(0, len(chosen), 256):
+        batch = torch.stack([center_sample(photos.load(int(i)), size) for i in chosen[start:start + 256]])
+        counts += bin_histogram(rgb_to_lab(batch)[:, 1:])
+    return counts
 
 
 @torch.inference_mode()
 def validate(G, val_rgb: torch.Tensor, device: torch.device, chunk: int, run: RunLog,
-             step: int) -> float:
-    """Mean L1 of normalised ab on the validation views; writes a sample grid PNG."""
+             step: int, select_by: str = "l1") -> float:
+    """Validation L1 of normalised ab and the colour-placement measures (hue, green and red hit,
+    colourfulness ratio) on the validation views, logged; writes a sample grid PNG. Returns the
+    score best.pt is chosen by (lower is better): the L1, or minus the hue hit."""
     gen = unwrap(G)
     gen.eval()
-    total, outputs = 0.0, []
+    total, outputs, preds = 0.0, [], []
     for part in val_rgb.split(chunk):
         L, ab = split_lab(part.to(device))
-        fake = gen(L)
-        total += F.l1_loss(fake.float(), ab, reduction="sum").item() / (2 * L[0].numel())
+        fake = gen(L).float()
+        total += F.l1_loss(fake, ab, reduction="sum").item() / (2 * L[0].numel())
+        preds.append(merge_lab(L, fake).cpu())
         if not outputs:
-            outputs = [merge_lab(L[:8], fake[:8].float()).cpu(),
-                       merge_lab(L[:8], torch.zeros_like(fake[:8])).cpu(), part[:8]]
+            outputs = [preds[-1][:8], merge_lab(L[:8], torch.zeros_like(fake[:8])).cpu(), part[:8]]
     gen.train()
+    pred = torch.cat(preds)
+    truth = val_rgb.float()
+    scores = {"val_l1": total / len(val_rgb)} | colour_placement(pred, truth)
+    run.log({"step": step} | {k: round(v, 5) for k, v in scores.items()})
     if run.enabled and outputs:
-        out, gray, truth = outputs
-        grid = make_grid([[gray[k], out[k], truth[k]] for k in range(out.shape[0])])
+        out, gray, truth8 = outputs
+        grid = make_grid([[gray[k], out[k], truth8[k]] for k in range(out.shape[0])])
         write_image_atomic(run.folder / "samples" / f"step{step:07d}.png", grid)
-    return total / len(val_rgb)
+    return -scores["hue_hit"] if select_by == "hue_hit" else scores["val_l1"]
+
+
+def colour_placement(pred: torch.Tensor, truth: torch.Tensor) -> dict[str, float]:
+    """Hue / green / red hit (pixel-pooled over the photos) and the colourfulness ratio of
+    predictions to truths, (N, 3, H, W) sRGB in [0, 1]."""
+    from colorsr_cli.metrics import HUE_RANGES, colorfulness, hue_hit
+
+    pooled = {"hue_hit": hue_hit(_pool(pred), _pool(truth))}
+    for name, hues in HUE_RANGES.items():
+        pooled[f"{name}_hit"] = hue_hit(_pool(pred), _pool(truth), hues)
+    out = {k: float(v[0]) for k, v in pooled.items()}
+    out["colourfulness_ratio"] = float(colorfulness(pred).mean() / colorfulness(truth).mean().clamp(min=1e-9))
+    return out
+
+
+def _pool(images: torch.Tensor) -> torch.Tensor:
+    """(N, 3, H, W) -> (1, 3, 1, N*H*W): all pixels as one image, for pixel-pooled measures."""
+    return images.permute(1, 0, 2, 3).reshape(3, -1)[None, :, None, :]

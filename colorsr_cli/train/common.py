@@ -82,6 +82,23 @@ class PhotoFolder:
     def __len__(self) -> int:
         return len(self.paths)
 
+    def indices_with_min_side(self, min_side: int) -> list[int]:
+        """Indices of the photos whose shorter side is at least min_side (read from the file
+        headers); every index for min_side 0, or when fewer than 32 photos qualify."""
+        if min_side <= 0:
+            return list(range(len(self.paths)))
+        from PIL import Image
+
+        kept = []
+        for i, path in enumerate(self.paths):
+            try:
+                with Image.open(path) as im:
+                    if min(im.size) >= min_side:
+                        kept.append(i)
+            except OSError:
+                continue
+        return kept if len(kept) >= 32 else list(range(len(self.paths)))
+
     def load(self, index: int) -> np.ndarray:
         """RGB float32 (H, W, 3) in [0, 1] of image `index` (or the next readable one)."""
         for k in range(len(self.paths)):
@@ -139,6 +156,15 @@ def split_holdout(n: int, fraction: float, seed: int, lo: int = 16, hi: int = 10
     k = min(hi, max(lo, int(n * fraction)), n // 2)
     perm = np.random.default_rng(seed).permutation(n)
     return sorted(perm[k:].tolist()), sorted(perm[:k].tolist())
+
+
+def split_photos(photos: PhotoFolder, fraction: float, seed: int, min_side: int = 0
+                 ) -> tuple[list[int], list[int]]:
+    """The (train, val) indices of a run without --val: split_holdout over the photos whose
+    shorter side is at least min_side (PhotoFolder.indices_with_min_side), the rest training."""
+    eligible = photos.indices_with_min_side(min_side)
+    held = {eligible[i] for i in split_holdout(len(eligible), fraction, seed)[1]}
+    return [i for i in range(len(photos)) if i not in held], sorted(held)
 
 
 def holdout_seed_of(recipe: dict[str, Any]) -> int:
@@ -214,9 +240,12 @@ class RunLog:
             self.folder.mkdir(parents=True, exist_ok=True)
 
     def write_recipe(self, recipe: Any, name: str = "recipe.json") -> None:
+        self.write_json(name, asdict(recipe))
+
+    def write_json(self, name: str, record: Any) -> None:
         if self.enabled:
             tmp = self.folder / f".{name}.tmp"
-            tmp.write_text(json.dumps(asdict(recipe), indent=2, default=str))
+            tmp.write_text(json.dumps(record, indent=2, default=str))
             os.replace(tmp, self.folder / name)
 
     def record_resume(self, recipe: Any, step: int) -> dict[str, list]:
@@ -337,6 +366,9 @@ class Schedule:
     log_every: int
     workers: int
     pin_memory: bool = False  # page-locked batches, so a CUDA copy overlaps the step
+    # What validate_fn's score is (lower is better), for the log and the progress messages.
+    score_name: str = "val_l1"
+    score_label: str = "validation L1"
 
 
 def run_loop(schedule: Schedule, ddp: Dist, run: RunLog, reporter: Reporter,
@@ -373,8 +405,9 @@ def run_loop(schedule: Schedule, ddp: Dist, run: RunLog, reporter: Reporter,
                 best_val = val
                 if ddp.main:
                     save_best_fn(step, val)
-            run.log({"step": step, "epoch": epoch, "val_l1": val, "best_val_l1": best_val})
-            reporter.on_event(f"step {step}: validation L1 {val:.4f} (best {best_val:.4f})")
+            name, label = schedule.score_name, schedule.score_label
+            run.log({"step": step, "epoch": epoch, name: val, f"best_{name}": best_val})
+            reporter.on_event(f"step {step}: {label} {val:.4f} (best {best_val:.4f})")
             checkpoint()
         elif step % schedule.checkpoint_every == 0:
             checkpoint()
