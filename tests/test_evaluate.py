@@ -61,18 +61,30 @@ def test_eval_end_to_end_writes_report(tiny_weights, tmp_path):
 
 
 def test_eval_selected_metrics_and_compare(tiny_weights, tmp_path):
+    """--compare-weights scores a second weight set: its row is what `eval -w` of that set gives,
+    not the first set's."""
+    from colorsr_cli.models import build_model
+    from colorsr_cli.weightfile import save_weight_file
+
+    torch.manual_seed(1)
+    other_sr = tmp_path / "other_sr.pt"
+    save_weight_file(build_model("srgan_generator", {"channels": 8, "blocks": 2}), other_sr)
     photos = tmp_path / "photos"
     photos.mkdir()
     Image.fromarray(photo_like(256, 256, 9)).save(photos / "a.png")
-    r = CliRunner().invoke(app, ["eval", str(photos), "--psnr", "--out", str(tmp_path / "rep"), "--json",
-                                 "-w", str(tiny_weights[0]), "-w", str(tiny_weights[1]),
-                                 "--compare-weights", str(tiny_weights[0]),
-                                 "--compare-weights", str(tiny_weights[1])])
-    assert r.exit_code == 0, r.output
-    summary = json.loads(r.stdout)
+
+    def run(*weights: str) -> dict:
+        r = CliRunner().invoke(app, ["eval", str(photos), "--psnr", "--out", str(tmp_path / "rep"), "--json",
+                                     "-w", str(tiny_weights[0]), "-w", str(tiny_weights[1]), *weights])
+        assert r.exit_code == 0, r.output
+        return json.loads(r.stdout)
+
+    summary = run("--compare-weights", str(tiny_weights[0]), "--compare-weights", str(other_sr))
     assert summary["metrics"] == ["psnr", "psnr_y"]
     full, comp = summary["methods"]["full"], summary["methods"]["full (compare)"]
-    assert abs(full["psnr"] - comp["psnr"]) < 1e-9
+    alone = run("-w", str(other_sr))["methods"]["full"]  # the later -w replaces the SR model
+    assert comp["psnr"] == pytest.approx(alone["psnr"], abs=1e-9)
+    assert full["psnr"] != pytest.approx(comp["psnr"], abs=1e-6)  # measured 2.8e-3 apart
 
 
 def test_sr_literature_protocol(tiny_weights, tmp_path):
