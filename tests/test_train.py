@@ -63,7 +63,11 @@ def test_srgan_losses_finite_and_decrease_on_fixed_batch():
     perceptual = Perceptual("features", D, "")
     gan = [srgan_step(G, D, opt_g, opt_d, perceptual, lr, hr, recipe, amp=False) for _ in range(20)]
     assert all(np.isfinite(list(h.values())).all() for h in gan)
-    assert gan[-1]["pixel"] < warm[0]
+    # Measured: pixel 0.085 -> 0.071, loss_g 0.37 -> 0.28, loss_d 1.43 -> 0.19 over the 20 steps;
+    # with G not updated pixel stays at 0.085 and loss_g rises to 0.43.
+    assert gan[-1]["pixel"] < 0.9 * gan[0]["pixel"]
+    assert np.mean([h["loss_g"] for h in gan[-5:]]) < 0.9 * np.mean([h["loss_g"] for h in gan[:5]])
+    assert gan[-1]["loss_d"] < 0.5 * gan[0]["loss_d"]
 
 
 def _states_equal(a, b):
