@@ -45,7 +45,7 @@ def test_eval_end_to_end_writes_report(tiny_weights, tmp_path):
         Image.fromarray(photo_like(200 + 10 * k, 300, k)).save(photos / f"p{k}.jpg", quality=95)
     (photos / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\n broken")
     r = CliRunner().invoke(app, ["eval", str(photos), "--out", str(tmp_path / "rep"), "--json",
-                                 "--protocol", "seed", "-w", str(tiny_weights[0]),
+                                 "--protocol", "ssim64", "-w", str(tiny_weights[0]),
                                  "-w", str(tiny_weights[1])])
     assert r.exit_code == 1, r.output  # the broken file is reported
     summary = json.loads(r.stdout)
@@ -58,6 +58,28 @@ def test_eval_end_to_end_writes_report(tiny_weights, tmp_path):
     assert len(rows) == 1 + 5 * 4
     sheet = Image.open(tmp_path / "rep" / "contact_sheet.png")
     assert sheet.size == (256 * 6, 256 * 3)
+
+
+def test_protocol_seed_is_a_deprecated_alias_of_ssim64(tiny_weights, tmp_path):
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    Image.fromarray(photo_like(96, 96, 4)).save(photos / "a.png")
+    runs = {}
+    for name in ("ssim64", "seed"):
+        r = CliRunner().invoke(app, ["eval", str(photos), "--ssim", "--protocol", name, "--json",
+                                     "--out", str(tmp_path / name), "-w", str(tiny_weights[0]),
+                                     "-w", str(tiny_weights[1])])
+        assert r.exit_code == 0, r.output
+        runs[name] = (json.loads(r.stdout), r.stderr)
+    assert runs["seed"][0] == runs["ssim64"][0] and "ssim_seed" in runs["seed"][0]["metrics"]
+    assert "deprecated" in runs["seed"][1] and "deprecated" not in runs["ssim64"][1]
+
+
+def test_eval_has_no_lpips_option(tmp_path):
+    """LPIPS is not computed (its network is not in the weights manifest), so there is no flag
+    that would silently report nothing."""
+    r = CliRunner().invoke(app, ["eval", str(tmp_path), "--lpips"])
+    assert r.exit_code == 2 and "No such option" in r.stderr
 
 
 def test_eval_selected_metrics_and_compare(tiny_weights, tmp_path):
