@@ -14,7 +14,7 @@ def models(tiny_weights):
     return load_weight_file(tiny_weights[0])[0], load_weight_file(tiny_weights[1])[0]
 
 
-def test_64x64_gives_the_seed_pipeline_256x256(models):
+def test_64x64_gives_256x256(models):
     restorer = Restorer(*models, RestoreOptions())
     out = restorer.restore([torch.rand(3, 64, 64)])[0]
     assert out.shape == (3, 256, 256)
