@@ -100,10 +100,10 @@ def machine() -> str:
 
 
 def prepared(model: torch.nn.Module, variant: str, device: torch.device) -> torch.nn.Module:
-    """seed-form: BatchNorm folded, NCHW (how the models were first run). inference: what the
+    """folded-nchw: BatchNorm folded, NCHW (the plain eval form, for comparison). inference: what the
     Restorer runs (pipeline.inference_copy: + sub-pixel tail fold, channels-last). compile:
     that, through torch.compile."""
-    if variant == "seed-form":
+    if variant == "folded-nchw":
         return fuse_batchnorm(copy.deepcopy(model).eval()).to(device)
     net = inference_copy(model, device)
     if variant != "compile":
@@ -128,16 +128,16 @@ def stage_rows(models: dict[str, torch.nn.Module], batches: list[int], device: t
               "sr": lambda n: torch.rand(n, 3, 64, 64, device=device)}
     for name, model in models.items():
         kind = "color" if name == "color" else "sr"
-        seed_form = prepared(model, "seed-form", device)
+        folded = prepared(model, "folded-nchw", device)
         with torch.inference_mode():
-            per_image = flops_of(lambda: seed_form(inputs[kind](1)))  # noqa: B023
+            per_image = flops_of(lambda: folded(inputs[kind](1)))  # noqa: B023
         for variant in variants:
             net = prepared(model, variant, device)
             for dtype in dtypes:
                 peak = peaks[dtype]
                 for n in batches:
                     x = inputs[kind](n)
-                    if variant != "seed-form":
+                    if variant != "folded-nchw":
                         x = x.contiguous(memory_format=torch.channels_last)
                     with torch.inference_mode(), autocast(device, dtype):
                         t = timed(lambda: net(x), seconds, device=device)  # noqa: B023
@@ -263,8 +263,8 @@ def main() -> None:
     cuda = device.type == "cuda"
     seconds = args.seconds or (0.5 if args.quick else 2.0)
     batches = [1, 4, 16] if args.quick else [1, 4, 16, 64]
-    variants = ["seed-form", "inference"] if args.quick or args.no_compile else \
-        ["seed-form", "inference", "compile"]
+    variants = ["folded-nchw", "inference"] if args.quick or args.no_compile else \
+        ["folded-nchw", "inference", "compile"]
     defaults = default_options(device)
     default_dtype = PRECISIONS[defaults["precision"]]
     dtypes = [torch.float32] + ([torch.bfloat16] if default_dtype is torch.bfloat16 else [])

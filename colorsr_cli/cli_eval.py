@@ -23,11 +23,11 @@ def eval_cmd(
     placement: bool = typer.Option(False, "--placement", help="Colour placement: hue, green and red "
                                    "hit (share of colourful truth pixels given a visible colour within "
                                    "30 degrees of their hue) and Zhang et al.'s raw and rebalanced AuC."),
-    lpips: bool = typer.Option(False, "--lpips", help="LPIPS (needs its network weights)."),
     all_metrics: bool = typer.Option(False, "--all", help="Every metric (default when none is chosen)."),
-    protocol: str = typer.Option("standard", "--protocol", help="standard; seed (also the seed "
-                                 "report's SSIM: both images resized to 64x64); or sr-literature (SR "
-                                 "alone as SR papers do: bicubic x1/4 input, Y channel, 4 px border)."),
+    protocol: str = typer.Option("standard", "--protocol", help="standard; ssim64 (standard, plus SSIM "
+                                 "with both images area-resized to 64x64, the input's size; 'seed' is a "
+                                 "deprecated alias); or sr-literature (SR alone as SR papers do: bicubic "
+                                 "x1/4 input, Y channel, 4 px border)."),
     weights: list[str] = typer.Option([], "--weights", "-w", help="Weights to evaluate (as restore)."),
     compare_weights: list[str] = typer.Option([], "--compare-weights", help="A second weight set, "
                                               "shown side by side (the other task keeps the default)."),
@@ -57,13 +57,14 @@ def eval_cmd(
               "placement": placement}
     everything = all_metrics or not any(chosen.values())
     metrics = [m for group, names in METRIC_GROUPS.items() if everything or chosen[group] for m in names]
-    if protocol not in ("standard", "seed", "sr-literature"):
-        raise fail(f"--protocol must be standard, seed or sr-literature, got {protocol!r}")
     if protocol == "seed":
-        metrics.append("ssim_seed")
-    if lpips or all_metrics:
-        console.print("[yellow]LPIPS skipped[/]: its network weights are not in the weights manifest "
-                      "(no fake numbers are reported)", highlight=False)
+        console.print("[yellow]--protocol seed is deprecated[/]: it is now called --protocol ssim64",
+                      highlight=False)
+        protocol = "ssim64"
+    if protocol not in ("standard", "ssim64", "sr-literature"):
+        raise fail(f"--protocol must be standard, ssim64 or sr-literature, got {protocol!r}")
+    if protocol == "ssim64":
+        metrics.append("ssim_seed")  # the metric's name in colorsr_cli.metrics
     try:
         dev = resolve_device(device)
         # Measurements default to fp32 everywhere; auto = the device's restore default.

@@ -64,13 +64,14 @@ def train_color_cmd(
     epochs: int = typer.Option(30, "--epochs"), max_steps: int | None = typer.Option(None, "--max-steps"),
     batch_size: int = typer.Option(16, "--batch-size"), lr: float = typer.Option(2e-4, "--lr"),
     l1_weight: float = typer.Option(100.0, "--l1-weight", help="Weight of L1 next to the GAN loss."),
-    pixel_loss: str = typer.Option("l1", "--pixel-loss", help="The term --l1-weight scales: l1 (the "
-                                   "seed) or euclidean (distance in the ab plane, the ab error metric)."),
+    pixel_loss: str = typer.Option("l1", "--pixel-loss", help="The term --l1-weight scales: l1 "
+                                   "(pix2pix's) or euclidean (distance in the ab plane, the ab error "
+                                   "metric)."),
     width: int = typer.Option(32, "--width", help="U-Net width of the first level."),
     depth: int = typer.Option(3, "--depth", help="U-Net downsamplings."),
     size: int = typer.Option(64, "--size", help="Training resolution."),
-    disc_sigmoid: bool = typer.Option(True, "--disc-sigmoid/--lsgan", help="Seed's sigmoid+MSE "
-                                      "discriminator, or least-squares GAN (raw score, no saturation)."),
+    disc_sigmoid: bool = typer.Option(True, "--disc-sigmoid/--lsgan", help="Sigmoid discriminator "
+                                      "trained with MSE, or least-squares GAN (raw score, no saturation)."),
     adv_weight: float = typer.Option(1.0, "--adv-weight", help="Weight of the adversarial term."),
     pretrain_steps: int = typer.Option(0, "--pretrain-steps", help="L1-only steps before the GAN phase."),
     ema: float = typer.Option(0.0, "--ema", help="EMA decay of the generator's weights (e.g. 0.999); "
@@ -115,8 +116,9 @@ def train_color_cmd(
     threads: int | None = typer.Option(None, "--threads", help="CPU threads for torch."),
     resume: bool = typer.Option(False, "--resume", help="Continue the run in --out from last.pt."),
 ) -> None:
-    """Train the colouriser (seed's pix2pix).
+    """Train the colouriser (pix2pix).
 
+    The recipe of Isola et al. 2017, with optional stabilisers (below).
     Example: [bold]colorsr train color --data ./coco --out runs/c1[/]"""
     from colorsr_cli.train.color import ColorRecipe, train_color
 
@@ -156,7 +158,7 @@ def train_sr_cmd(
     head_kernel: int = typer.Option(9, "--head-kernel"), tail_kernel: int = typer.Option(9, "--tail-kernel"),
     global_skip: bool = typer.Option(False, "--global-skip/--no-global-skip", help="Predict detail on "
                                      "top of a bicubic upscale (converges far faster)."),
-    upsampler: str = typer.Option("stages", "--upsampler", help="stages (the seed's) or lowres "
+    upsampler: str = typer.Option("stages", "--upsampler", help="stages (SRGAN's) or lowres "
                                   "(ESPCN-style tail on the input grid: the fast model)."),
     lr_kernel: str = typer.Option("area", "--lr-kernel", help="How LR inputs are made from HR crops: area "
                                   "(the evaluation protocol's), bicubic (the SR papers'), or mixed "
@@ -169,8 +171,9 @@ def train_sr_cmd(
     workers: int = typer.Option(0, "--workers"), threads: int | None = typer.Option(None, "--threads"),
     resume: bool = typer.Option(False, "--resume"),
 ) -> None:
-    """Train the super-resolution model (seed's SRGAN).
+    """Train the super-resolution model (SRGAN).
 
+    The recipe of Ledig et al. 2017: a pixel-loss warm-up, then GAN steps.
     Example: [bold]colorsr train sr --data ./photos --pretrain-steps 2000[/]"""
     from colorsr_cli.train.sr import SRRecipe, train_sr
 

@@ -74,7 +74,7 @@ def tune_cpu_allocator() -> bool:
 
     Why: glibc serves every allocation above its mmap threshold (at most 32 MB by default) with
     fresh pages from the kernel and unmaps them on free, so each large feature map of an SR
-    forward pass page-faults its way in again: measured on the 2-core dev VM, copying a
+    forward pass page-faults its way in again: measured on a 2-core x86 CPU, copying a
     128x320x320 fp32 map took 13.4 ms with the default and 2.2 ms with a raised threshold, and
     the SR stage ran ~1.4x faster (docs/performance.md). The cost: the process keeps up to
     1 GiB of freed memory for reuse until it exits. The same as what MALLOC_MMAP_THRESHOLD_ /

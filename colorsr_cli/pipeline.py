@@ -3,9 +3,9 @@ RGB -> super-resolve x4 over overlapping, batched tiles.
 
 Colour is decided with global context: the colouriser runs on the whole picture at a working
 resolution (at most `color_size` on the long side; a 64x64 input is colourised at its native
-size, exactly the seed's pipeline), its chroma is upsampled and recombined with the input's
-own full-resolution luminance, as photo colourisers do. Only then is the RGB image tiled for
-super-resolution. A Restorer keeps no state between inputs."""
+size, the 64x64 -> 256x256 pipeline the models were trained for), its chroma is upsampled and
+recombined with the input's own full-resolution luminance, as photo colourisers do. Only then is
+the RGB image tiled for super-resolution. A Restorer keeps no state between inputs."""
 
 from __future__ import annotations
 

@@ -487,16 +487,21 @@ class _Run:
         except (RuntimeError, ValueError) as exc:
             raise VideoError(f"{self.source}: restore failed at frame {index}: "
                              f"{str(exc).splitlines()[0]}") from exc
-        if r.device.type == "cpu":
-            return [to_frames(r.to_output_size(rgb, in_hw)) for rgb in rgbs]
-        # From a GPU: the batch's frames (all one shape) converted and copied back together, one
-        # copy and one wait per batch instead of per frame.
-        return list(to_frames(r.to_output_size(torch.stack(rgbs), in_hw)))
+        return frames_to_host(r, rgbs, in_hw)
 
     def _smooth(self, rgb: torch.Tensor) -> torch.Tensor:
         lab = self.smoother.smooth(rgb_to_lab(rgb))
         self.meter.add(lab[1:])
         return lab_to_rgb(lab)
+
+
+def frames_to_host(restorer: Restorer, rgbs: list[torch.Tensor], in_hw: tuple[int, int]) -> list[np.ndarray]:
+    """Restored frames (3, h, w) of one shape, on the restorer's device -> uint8 (H, W, 3) frames
+    at the output size, on the CPU. From a GPU the batch is converted and copied back as one
+    tensor: one copy and one wait per batch instead of per frame."""
+    if restorer.device.type == "cpu":
+        return [to_frames(restorer.to_output_size(rgb, in_hw)) for rgb in rgbs]
+    return list(to_frames(restorer.to_output_size(torch.stack(rgbs), in_hw)))
 
 
 def to_frames(rgb: torch.Tensor) -> np.ndarray:

@@ -45,7 +45,7 @@ def test_eval_end_to_end_writes_report(tiny_weights, tmp_path):
         Image.fromarray(photo_like(200 + 10 * k, 300, k)).save(photos / f"p{k}.jpg", quality=95)
     (photos / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\n broken")
     r = CliRunner().invoke(app, ["eval", str(photos), "--out", str(tmp_path / "rep"), "--json",
-                                 "--protocol", "seed", "-w", str(tiny_weights[0]),
+                                 "--protocol", "ssim64", "-w", str(tiny_weights[0]),
                                  "-w", str(tiny_weights[1])])
     assert r.exit_code == 1, r.output  # the broken file is reported
     summary = json.loads(r.stdout)
@@ -60,19 +60,75 @@ def test_eval_end_to_end_writes_report(tiny_weights, tmp_path):
     assert sheet.size == (256 * 6, 256 * 3)
 
 
+def test_protocol_seed_is_a_deprecated_alias_of_ssim64(tiny_weights, tmp_path):
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    Image.fromarray(photo_like(96, 96, 4)).save(photos / "a.png")
+    runs = {}
+    for name in ("ssim64", "seed"):
+        r = CliRunner().invoke(app, ["eval", str(photos), "--ssim", "--protocol", name, "--json",
+                                     "--out", str(tmp_path / name), "-w", str(tiny_weights[0]),
+                                     "-w", str(tiny_weights[1])])
+        assert r.exit_code == 0, r.output
+        runs[name] = (json.loads(r.stdout), r.stderr)
+    assert runs["seed"][0] == runs["ssim64"][0] and "ssim_seed" in runs["seed"][0]["metrics"]
+    assert "deprecated" in runs["seed"][1] and "deprecated" not in runs["ssim64"][1]
+
+
+def test_eval_has_no_lpips_option(tmp_path):
+    """LPIPS is not computed (its network is not in the weights manifest), so there is no flag
+    that would silently report nothing."""
+    r = CliRunner().invoke(app, ["eval", str(tmp_path), "--lpips"])
+    assert r.exit_code == 2 and "No such option" in r.stderr
+
+
 def test_eval_selected_metrics_and_compare(tiny_weights, tmp_path):
+    """--compare-weights scores a second weight set: its row is what `eval -w` of that set gives,
+    not the first set's."""
+    from colorsr_cli.models import build_model
+    from colorsr_cli.weightfile import save_weight_file
+
+    torch.manual_seed(1)
+    other_sr = tmp_path / "other_sr.pt"
+    save_weight_file(build_model("srgan_generator", {"channels": 8, "blocks": 2}), other_sr)
     photos = tmp_path / "photos"
     photos.mkdir()
     Image.fromarray(photo_like(256, 256, 9)).save(photos / "a.png")
-    r = CliRunner().invoke(app, ["eval", str(photos), "--psnr", "--out", str(tmp_path / "rep"), "--json",
-                                 "-w", str(tiny_weights[0]), "-w", str(tiny_weights[1]),
-                                 "--compare-weights", str(tiny_weights[0]),
-                                 "--compare-weights", str(tiny_weights[1])])
-    assert r.exit_code == 0, r.output
-    summary = json.loads(r.stdout)
+
+    def run(*weights: str) -> dict:
+        r = CliRunner().invoke(app, ["eval", str(photos), "--psnr", "--out", str(tmp_path / "rep"), "--json",
+                                     "-w", str(tiny_weights[0]), "-w", str(tiny_weights[1]), *weights])
+        assert r.exit_code == 0, r.output
+        return json.loads(r.stdout)
+
+    summary = run("--compare-weights", str(tiny_weights[0]), "--compare-weights", str(other_sr))
     assert summary["metrics"] == ["psnr", "psnr_y"]
     full, comp = summary["methods"]["full"], summary["methods"]["full (compare)"]
-    assert abs(full["psnr"] - comp["psnr"]) < 1e-9
+    alone = run("-w", str(other_sr))["methods"]["full"]  # the later -w replaces the SR model
+    assert comp["psnr"] == pytest.approx(alone["psnr"], abs=1e-9)
+    assert full["psnr"] != pytest.approx(comp["psnr"], abs=1e-6)  # measured 2.8e-3 apart
+
+
+def _bicubic_psnr_y(folder) -> float:
+    """The SR papers' bicubic baseline computed independently: crop to a multiple of 4, OpenCV
+    bicubic x1/4, torch bicubic x4, Y by scikit-image, 4 px border cropped, PSNR by
+    scikit-image (data range 255); the mean over the folder's photos."""
+    import cv2
+    from skimage.color import rgb2ycbcr
+    from skimage.metrics import peak_signal_noise_ratio
+
+    scores = []
+    for path in sorted(folder.iterdir()):
+        rgb = np.asarray(Image.open(path).convert("RGB"), np.float32) / 255
+        h, w = rgb.shape[0] // 4 * 4, rgb.shape[1] // 4 * 4
+        truth = rgb[:h, :w]
+        low = np.clip(cv2.resize(truth, (w // 4, h // 4), interpolation=cv2.INTER_CUBIC), 0, 1)
+        up = torch.nn.functional.interpolate(torch.from_numpy(low).permute(2, 0, 1)[None], size=(h, w),
+                                             mode="bicubic", align_corners=False)
+        up = up.clamp(0, 1)[0].permute(1, 2, 0).numpy()
+        y_truth, y_up = (rgb2ycbcr(img.astype(np.float64))[4:-4, 4:-4, 0] for img in (truth, up))
+        scores.append(peak_signal_noise_ratio(y_truth, y_up, data_range=255))
+    return float(np.mean(scores))
 
 
 def test_sr_literature_protocol(tiny_weights, tmp_path):
@@ -89,7 +145,8 @@ def test_sr_literature_protocol(tiny_weights, tmp_path):
     assert r.exit_code == 0, r.output
     summary = json.loads(r.stdout)
     assert set(summary["methods"]) == {"bicubic", "sr"} and summary["metrics"] == ["psnr_y", "ssim_y"]
-    assert 10 < summary["methods"]["bicubic"]["psnr_y"] < 60
+    expected = _bicubic_psnr_y(photos)  # measured equal to 1e-9 dB
+    assert summary["methods"]["bicubic"]["psnr_y"] == pytest.approx(expected, abs=1e-6)
     assert summary["protocol"].startswith("SR literature") and summary["truth"]["colorfulness"] is None
     on_disk = (tmp_path / "rep" / "summary.json").read_text()
     json.loads(on_disk, parse_constant=lambda c: pytest.fail(f"invalid JSON constant {c}"))

@@ -1,4 +1,5 @@
 import pickle
+import sys
 
 import pytest
 import torch
@@ -84,8 +85,32 @@ def test_wrong_format_and_mismatched_weights(tmp_path):
         load_weight_file(tmp_path / "b.pt")
 
 
+# The smallest config of every registered architecture: registering one without adding it here
+# fails test_registry_is_complete.
+_TINY_CONFIGS = {
+    "colorizer_unet": {"width": 8},
+    "colorizer_ensemble": {"members": [{"width": 8}, {"width": 4}]},
+    "patch_discriminator": {"width": 8},
+    "srgan_generator": {"channels": 8, "blocks": 1},
+    "srgan_discriminator": {"width": 8, "fc": 16},
+    "vgg19_features": {},
+}
+
+
 def test_registry_is_complete():
-    assert {a.task for a in ARCHITECTURES.values()} == {"color", "sr", "critic", "perceptual"}
+    """Every architecture a manifest entry names is registered with the entry's task and builds
+    from the entry's config; every registered architecture maps back to its own name, so a
+    weight file saved from it names the architecture it loads as."""
+    from colorsr_cli.models import arch_name_of
+    from colorsr_cli.weights import load_manifest
+
+    for entry in load_manifest().values():
+        assert entry.arch in ARCHITECTURES, entry.name
+        assert ARCHITECTURES[entry.arch].task == entry.task, entry.name
+        assert arch_name_of(build_model(entry.arch, entry.config)) == entry.arch
+    assert set(_TINY_CONFIGS) == set(ARCHITECTURES)
+    for name, config in _TINY_CONFIGS.items():
+        assert arch_name_of(build_model(name, config)) == name
 
 
 @pytest.mark.parametrize("arch,config,shape", [
@@ -161,14 +186,28 @@ def test_lowres_upsampler_shapes_and_cost():
         SRGenerator(SRConfig(upsampler="nearest"))
 
 
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="glibc tuning is Linux-only")
 def test_cpu_allocator_tuning_is_idempotent(monkeypatch):
+    """glibc's thresholds are set once per process (a stand-in libc counts the calls), and not at
+    all with COLORSR_NO_MALLOC_TUNING=1."""
+    import ctypes
+
     from colorsr_cli import devices
 
-    first = devices.tune_cpu_allocator()
-    assert devices.tune_cpu_allocator() == first
+    calls = []
+
+    class CountingLibc:
+        def mallopt(self, param: int, value: int) -> int:
+            calls.append((param, value))
+            return 1
+
+    monkeypatch.setattr(ctypes, "CDLL", lambda name: CountingLibc())
+    monkeypatch.setattr(devices, "_ALLOCATOR_TUNED", False)
+    assert devices.tune_cpu_allocator() is True and devices.tune_cpu_allocator() is True
+    assert calls == [(-3, 1 << 30), (-1, 1 << 30)]  # M_MMAP_THRESHOLD, M_TRIM_THRESHOLD
     monkeypatch.setattr(devices, "_ALLOCATOR_TUNED", False)
     monkeypatch.setenv("COLORSR_NO_MALLOC_TUNING", "1")
-    assert devices.tune_cpu_allocator() is False
+    assert devices.tune_cpu_allocator() is False and len(calls) == 2
 
 
 @pytest.mark.parametrize("scale", [2, 4, 8])

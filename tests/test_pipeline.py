@@ -14,7 +14,7 @@ def models(tiny_weights):
     return load_weight_file(tiny_weights[0])[0], load_weight_file(tiny_weights[1])[0]
 
 
-def test_64x64_gives_the_seed_pipeline_256x256(models):
+def test_64x64_gives_256x256(models):
     restorer = Restorer(*models, RestoreOptions())
     out = restorer.restore([torch.rand(3, 64, 64)])[0]
     assert out.shape == (3, 256, 256)
@@ -145,16 +145,19 @@ def test_saturation_scales_the_predicted_chroma(models):
     assert rgb_to_lab(none)[1:].abs().max() < 0.5
 
 
-def test_device_defaults_and_overrides():
+def test_device_defaults_and_overrides(monkeypatch):
+    """The CPU defaults are the measured ones (docs/performance.md), and "auto" precision is
+    bf16 exactly where the CPU computes it natively, whatever this machine has."""
+    from colorsr_cli import devices
     from colorsr_cli.cli_common import Precision, device_options
     from colorsr_cli.devices import cpu_has_native_bf16
-    from colorsr_cli.pipeline import DEVICE_DEFAULTS, default_options
+    from colorsr_cli.pipeline import default_options
 
     cpu = torch.device("cpu")
-    assert device_options(cpu, None, None, Precision.auto) == {
-        "tile": DEVICE_DEFAULTS["cpu"]["tile"], "batch_size": DEVICE_DEFAULTS["cpu"]["batch_size"],
-        "batch_pixels": DEVICE_DEFAULTS["cpu"]["batch_pixels"],
-        "dtype": torch.bfloat16 if cpu_has_native_bf16() else torch.float32}
+    for native, dtype in ((True, torch.bfloat16), (False, torch.float32)):
+        monkeypatch.setattr(devices, "cpu_has_native_bf16", lambda native=native: native)
+        assert device_options(cpu, None, None, Precision.auto) == {
+            "tile": 512, "batch_size": 16, "batch_pixels": 512 * 512, "dtype": dtype}
     assert device_options(cpu, None, None, Precision.fp32)["dtype"] == torch.float32
     x86 = "processor\t: 0\nflags\t\t: fpu avx2 avx512f avx512_bf16 fma\n"
     assert cpu_has_native_bf16(x86) and not cpu_has_native_bf16(x86.replace(" avx512_bf16", ""))

@@ -28,7 +28,9 @@ def test_identity_model_reassembles_exactly():
 
 @torch.inference_mode()
 def test_tiled_sr_matches_single_pass_on_320x240():
-    """Acceptance test of the restore issue: at most 2/255 difference at every pixel."""
+    """Tiles with a 16 px overlap give the single pass's output: measured at most 1.1e-5 (fp32
+    rounding; seeds 0-2), bounded at 1e-4. An 8 px overlap is 5e-4 off, a 4 px one 2.7e-3 (both
+    within the 2/255 a user could see, so that bound would not notice a shrunk overlap)."""
     torch.manual_seed(0)
     model = SRGenerator(SRConfig(channels=16, blocks=4)).eval()
     # Give BatchNorm non-trivial statistics, as a trained model has.
@@ -45,4 +47,4 @@ def test_tiled_sr_matches_single_pass_on_320x240():
     for win, out in zip(wins, model(batch)):
         canvas.add(win, out)
     diff = (canvas.result() - whole).abs().max().item()
-    assert diff <= 2 / 255, diff
+    assert diff <= 1e-4, diff

@@ -277,23 +277,36 @@ def test_frames_per_batch_follows_the_pixel_cap():
     assert frames_per_batch(RestoreOptions(batch_size=0), 64, 64) == 1
 
 
-def test_video_cli_batch_default_is_per_device():
-    from colorsr_cli.cli_common import Precision, device_options
+def test_video_cli_batch_default_is_per_device(tmp_path, tiny_weights, monkeypatch):
+    """`colorsr video` on CPU restores 320x240 frames 3 at a time by default (16 frames, capped
+    at 512x512 input pixels per pass); an explicit --batch-size is taken as given, uncapped."""
+    clip = write_clip(tmp_path / "film.mp4", [photo_like(240, 320, k) for k in range(4)])
+    batches = []
+    restore = video._Run._restore
+    monkeypatch.setattr(video._Run, "_restore", lambda run, batch, index: batches.append(len(batch))
+                        or restore(run, batch, index))
+    args = [str(clip), "--color-only", "--scale", "1", "--device", "cpu"]
+    assert _video_cli(args, tiny_weights).exit_code == 0
+    assert batches == [3, 1]
+    batches.clear()
+    assert _video_cli([*args, "-b", "4", "--overwrite"], tiny_weights).exit_code == 0
+    assert batches == [4]
 
-    chosen = device_options(torch.device("cpu"), None, None, Precision.auto)
-    assert chosen["batch_size"] == 16 and chosen["batch_pixels"] == 512 * 512
-    explicit = device_options(torch.device("cpu"), None, 8, Precision.auto)
-    assert explicit["batch_size"] == 8 and explicit["batch_pixels"] == 0
 
-
-def test_frames_leave_a_gpu_as_one_batch_with_the_same_pixels(restorer):
-    """On a GPU a batch of frames is converted to uint8 and copied back in one go; run here on
-    CPU tensors, that path gives the frames the per-frame path gives."""
-    from colorsr_cli.video import to_frames
+def test_frames_leave_a_gpu_as_one_batch_with_the_same_pixels(restorer, monkeypatch):
+    """From a non-CPU device a batch of frames is converted to uint8 and copied back in one go
+    (one to_frames call); that path gives the frames the per-frame CPU path gives. Run on CPU
+    tensors with the device's type standing in, as test_pipeline does for images."""
+    from types import SimpleNamespace
 
     frames = [torch.rand(3, 24, 32) for _ in range(3)]
     r = restorer(batch_size=4)
-    per_frame = [to_frames(r.to_output_size(f, (24, 32))) for f in frames]
-    batch = to_frames(r.to_output_size(torch.stack(frames), (24, 32)))
-    assert batch.shape == (3, 96, 128, 3) and batch.dtype == np.uint8
+    per_frame = video.frames_to_host(r, frames, (24, 32))
+    calls = []
+    to_frames = video.to_frames
+    monkeypatch.setattr(video, "to_frames", lambda rgb: calls.append(tuple(rgb.shape)) or to_frames(rgb))
+    r.device = SimpleNamespace(type="cuda")
+    batch = video.frames_to_host(r, frames, (24, 32))
+    assert calls == [(3, 3, 96, 128)]
+    assert len(batch) == 3 and all(b.shape == (96, 128, 3) and b.dtype == np.uint8 for b in batch)
     assert all(b.flags["C_CONTIGUOUS"] and np.array_equal(a, b) for a, b in zip(per_frame, batch))

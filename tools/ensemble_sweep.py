@@ -1,7 +1,7 @@
 """Which colourisers to average: every single model and every combination, on held-out TRAINING
 photos (never on the test split), at equal colourfulness.
 
-    python tools/ensemble_sweep.py WEIGHTS... --run runs/color5 [--max-members 3] [--target 0.42]
+    python tools/ensemble_sweep.py WEIGHTS... --run RUN_DIR [--max-members 3] [--target 0.42]
 
 For each model and each combination of up to --max-members of them (chroma predictions averaged,
 as `colorsr ensemble` does), the chroma is scaled over a range of gains and the mean ab error

@@ -186,7 +186,7 @@ def keep_holdout(recipe: Any, run_folder: Path) -> Any:
 class RunView(Dataset):
     """The samples of steps [first_step, total_steps) for this rank, epoch after epoch, as one
     dataset, so that one DataLoader (one set of worker processes) serves the whole run; a loader
-    per epoch restarted its workers every epoch, which on a GPU was a pause every few seconds.
+    per epoch would restart its workers every epoch, a pause every few seconds on a GPU.
 
     Epoch e visits the training images in DistributedSampler's order for e (its first
     steps_per_epoch * batch_size of them), and item (e, i) is sample_fn(i, rng) with an RNG

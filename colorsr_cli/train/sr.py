@@ -1,10 +1,10 @@
-"""`colorsr train sr`: the seed's SRGAN recipe (report section 3.2; Ledig et al. 2017).
+"""`colorsr train sr`: the SRGAN recipe (Ledig et al. 2017).
 
-HR crops (--hr-size, seed: 256) of photos, LR = area downsample x1/4. An optional pixel-loss
+HR crops (--hr-size, default 256) of photos, LR = area downsample x1/4. An optional pixel-loss
 warm-up (SRResNet, --pretrain-steps) comes first, since a GAN from scratch is unstable. Then
 G loss = perceptual + 1e-3 * adversarial (+ --pixel-weight * L1), D loss = BCE(real, 1) +
 BCE(fake, 0); Adam 2e-4 (0.5, 0.999). Perceptual loss: 'vgg' = MSE of VGG19 relu5_4 features
-(the seed's choice; the ImageNet weights come through the weights manager), or 'features' =
+(SRGAN's choice; the ImageNet weights come through the weights manager), or 'features' =
 L1 between the discriminator's intermediate features of real and generated images (feature
 matching, Salimans et al. 2016; needs no downloaded network)."""
 
