@@ -91,8 +91,10 @@ def train_color_cmd(
                              "(a distribution over quantised ab, class-rebalanced: livelier colour)."),
     ce_weight: float = typer.Option(1.0, "--ce-weight", help="Weight of a bins head's cross-entropy."),
     temperature: float = typer.Option(0.38, "--temperature", help="Annealed-mean temperature (bins)."),
-    rebalance_mix: float = typer.Option(0.5, "--rebalance-mix", min=0.0, max=1.0,
-                                        help="Uniform share in the rebalancing prior (1 = none)."),
+    rebalance_mix: float | None = typer.Option(
+        None, "--rebalance-mix", min=0.0, max=1.0, help="Class rebalancing: loss weights from the "
+        "inverse colour prior mixed with this share of uniform (1 = none; default 0.5 with --head "
+        "bins, 1 otherwise)."),
     global_features: bool = typer.Option(False, "--global-features/--no-global-features",
                                          help="Fuse image-level features into the decoder."),
     class_folders: str | None = typer.Option(

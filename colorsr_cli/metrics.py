@@ -108,7 +108,7 @@ def ssim(x: torch.Tensor, y: torch.Tensor, channel: Channel = "rgb") -> torch.Te
 
 
 def ssim_seed_protocol(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-    """The seed report's SSIM: both images area-resized to 64x64, then RGB `ssim` -> (N,).
+    """The 64x64 SSIM: both images area-resized to 64x64, then RGB `ssim` -> (N,).
 
     Inputs are sRGB (N, 3, H, W) in [0, 1]; area resampling averages the source pixels each
     output pixel covers (exact block means when H and W are multiples of 64).

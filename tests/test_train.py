@@ -619,3 +619,22 @@ def test_init_of_a_bins_model_from_a_regression_file_keeps_the_trunk(tmp_path):
     fresh = init_generator(target, tmp_path / "reg.pt")
     assert {k.split(".")[0] for k in fresh} == {"head", "ab_bins", "classifier"}
     assert torch.equal(target.down[0][0][0].weight, source.down[0][0][0].weight)
+
+
+def test_rebalanced_regression_weights_each_pixel_by_its_colour():
+    """--rebalance-mix with the regression head: the L1 of each pixel is weighted by the
+    rebalancing weight of its truth colour's bin (hand-computed on two pixels)."""
+    from colorsr_cli.chroma_bins import gamut_bins, nearest_bin
+    from colorsr_cli.train.color import ChromaLoss, weighted_l1
+
+    real = torch.tensor([0.0, 0.5, 0.0, -0.2]).view(1, 2, 1, 2)  # normalised ab: gray, (55, -22)
+    fake = torch.zeros(1, 2, 1, 2)
+    weights = torch.ones(len(gamut_bins()))
+    colourful = nearest_bin(real * 110)[0, 0, 1]
+    weights[colourful] = 3.0
+    total, logs = ChromaLoss(1.0, "l1", bin_weights=weights)({"ab": fake}, real, None)
+    # pixel 1: |0| + |0| -> 0 (weight 1); pixel 2: (0.5 + 0.2) / 2 = 0.35, weight 3; mean of 2.
+    assert total.item() == pytest.approx(3 * 0.35 / 2)
+    assert weighted_l1(fake, real).item() == pytest.approx(0.35 / 2)
+    plain, _ = ChromaLoss(1.0, "l1")({"ab": fake}, real, None)
+    assert plain.item() == pytest.approx(0.35 / 2)

@@ -1,4 +1,4 @@
-"""pix2pix-style colouriser (seed report section 3.1): U-Net generator L -> ab and a
+"""pix2pix-style colouriser (Isola et al. 2017): U-Net generator L -> ab and a
 conditional patch discriminator on concat(L, ab)."""
 
 from __future__ import annotations
@@ -175,7 +175,7 @@ class ColorizerEnsemble(nn.Module):
 class PatchDiscriminatorConfig:
     width: int = 64
     layers: int = 3  # stride-2 convolutions; 3 gives a 8x8 patch map on 64x64 inputs
-    sigmoid: bool = True  # the seed's D outputs a probability, trained with MSE
+    sigmoid: bool = True  # D outputs a probability, trained with MSE
 
 
 class PatchDiscriminator(nn.Module):

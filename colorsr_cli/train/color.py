@@ -1,4 +1,4 @@
-"""`colorsr train color`: the seed's pix2pix recipe (report section 3.1.2-3.1.3).
+"""`colorsr train color`: the pix2pix recipe (Isola et al. 2017) for Lab colourisation.
 
 Generator: U-Net, L -> ab. Discriminator: patches of concat(L, ab). D loss = MSE(D(real), 1) +
 MSE(D(fake), 0); G loss = MSE(D(fake), 1) + 100 * L1(ab_fake, ab_real). Adam 2e-4, (0.5, 0.999),
@@ -11,7 +11,7 @@ from __future__ import annotations
 import copy
 import dataclasses
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -70,7 +70,7 @@ class ColorRecipe:
     beta1: float = 0.5
     beta2: float = 0.999
     l1_weight: float = 100.0
-    # The pixel term that l1_weight scales: "l1" (the seed: mean |da| and |db| of the normalised
+    # The pixel term that l1_weight scales: "l1" (pix2pix: mean |da| and |db| of the normalised
     # ab) or "euclidean" (mean distance sqrt(da^2 + db^2) in the ab plane: the ab error that
     # evaluation reports). Validation, and so best.pt, stays L1 either way.
     pixel_loss: str = "l1"
@@ -78,26 +78,26 @@ class ColorRecipe:
     depth: int = 3
     disc_width: int = 64
     disc_layers: int = 3
-    # The seed's D ends in a sigmoid trained with MSE; once D wins, that saturates and the
+    # pix2pix-style D here ends in a sigmoid trained with MSE; once D wins, that saturates and the
     # generator's adversarial gradient vanishes. False = least-squares GAN (Mao et al. 2017):
     # the same MSE on D's raw score, whose gradient does not vanish.
     disc_sigmoid: bool = True
-    adv_weight: float = 1.0  # weight of the adversarial term (the seed: 1)
-    # Beyond the seed. Pixel-loss-only steps before the adversarial phase (as DeOldify's "NoGAN"): the
+    adv_weight: float = 1.0  # weight of the adversarial term (pix2pix: 1)
+    # Pixel-loss-only steps before the adversarial phase (as DeOldify's "NoGAN"): the
     # GAN then starts from a generator that already predicts plausible colours.
     pretrain_steps: int = 0
     # Exponential moving average of the generator's weights (0 = off). GAN generators oscillate
     # from step to step; the average is what is validated and exported (Karras et al. 2018).
     ema: float = 0.0
     # Fraction of the run after which the learning rate decays linearly to zero, as pix2pix's
-    # own schedule (n_epochs + n_epochs_decay); 1.0 = constant, the seed's choice.
+    # own schedule (n_epochs + n_epochs_decay); 1.0 = constant.
     lr_decay_start: float = 1.0
     # Fraction of the photos already at the training size (Tiny-ImageNet's 64x64 JPEGs) that are
     # shown as the evaluation protocol shows a small photo: enlarged x4 (bicubic) and reduced
     # back (area), i.e. softened as a photo reduced from a larger scan is. 0 = as stored. When
     # above 0, validation shows every such photo that way too.
     native_resample: float = 0.0
-    # Beyond the seed. Start the generator from an inference weight file of the same width and
+    # Start the generator from an inference weight file of the same width and
     # depth (a bundled model, or an export of an earlier run) instead of random weights: a
     # fine-tune, or a longer run on faster hardware that builds on a finished one. The
     # discriminator starts fresh.
@@ -112,7 +112,11 @@ class ColorRecipe:
     ce_weight: float = 1.0
     temperature: float = 0.38  # annealed-mean temperature of a bins head
     head_stride: int = 2  # a bins head predicts at 1/head_stride resolution (ColorizerConfig)
-    rebalance_mix: float = 0.5  # share of the uniform distribution in the rebalancing prior
+    # Class rebalancing (Zhang et al. 2016): each pixel's loss weighted by the inverse of its
+    # colour's prior among the training photos, mixed with this share of uniform; 1 = none.
+    # Applies to either head: a regression head then stops trading rare colours for brown.
+    # None: 0.5 for a bins head (the paper's), 1 for regression (pix2pix's plain loss).
+    rebalance_mix: float | None = None
     # Image-level features fused into the decoder (Iizuka et al. 2016), and an auxiliary
     # classifier on them trained on the labelled photos: those under data/class_folders/<label>/
     # (e.g. Tiny-ImageNet's class folders); other photos carry no label and no class loss.
@@ -242,10 +246,13 @@ def train_color(recipe: ColorRecipe, resume: bool = False, reporter: Reporter | 
     if bins is not None:
         G.ab_bins.copy_(bins)
     loss = ChromaLoss(recipe.l1_weight, recipe.pixel_loss, recipe.class_weight if class_names else 0.0)
-    if bins is not None:
-        counts = training_colour_counts(photos, train_idx, recipe.size, bins, recipe.seed)
-        loss = ChromaLoss(recipe.ce_weight, "bins", loss.class_weight, bins.to(device),
-                          rebalance_weights(smooth_prior(counts, bins), recipe.rebalance_mix).to(device))
+    mix = recipe.rebalance_mix if recipe.rebalance_mix is not None else (0.5 if bins is not None else 1.0)
+    if bins is not None or mix < 1:
+        every_bin = gamut_bins()
+        counts = training_colour_counts(photos, train_idx, recipe.size, every_bin, recipe.seed)
+        weights = rebalance_weights(smooth_prior(counts, every_bin), mix).to(device)
+        loss = (ChromaLoss(recipe.ce_weight, "bins", loss.class_weight, every_bin.to(device), weights)
+                if bins is not None else replace(loss, bin_weights=weights))
         run.write_json("prior.json", {"counts": [int(c) for c in counts]})
     if recipe.holdout_min_side and not recipe.val and len(photos.indices_with_min_side(
             recipe.holdout_min_side)) == len(photos):
@@ -372,16 +379,25 @@ def update_ema(avg: torch.nn.Module, model: torch.nn.Module, decay: float) -> No
         a.copy_(b)
 
 
-def ab_distance(fake: torch.Tensor, real: torch.Tensor) -> torch.Tensor:
+def ab_distance(fake: torch.Tensor, real: torch.Tensor, weight: torch.Tensor | None = None) -> torch.Tensor:
     """Mean Euclidean distance between (N, 2, H, W) ab maps, per pixel in the ab plane (the
-    evaluation's ab error, in normalised units); the tiny epsilon keeps the gradient finite
-    where the two agree exactly."""
-    return torch.sqrt((fake - real).square().sum(1) + 1e-8).mean()
+    evaluation's ab error, in normalised units); weight (N, H, W) weights each pixel. The tiny
+    epsilon keeps the gradient finite where the two agree exactly."""
+    dist = torch.sqrt((fake - real).square().sum(1) + 1e-8)
+    return dist.mean() if weight is None else (dist * weight).mean()
 
 
 # recipe.pixel_loss -> (loss function (fake, real) -> scalar, the name it is logged under; "l1"
 # keeps pix2pix's metric name).
-PIXEL_LOSSES = {"l1": (F.l1_loss, "l1"), "euclidean": (ab_distance, "ab_dist")}
+PIXEL_LOSSES = {"l1": (lambda fake, real, weight=None: weighted_l1(fake, real, weight), "l1"),
+                "euclidean": (lambda fake, real, weight=None: ab_distance(fake, real, weight), "ab_dist")}
+
+
+def weighted_l1(fake: torch.Tensor, real: torch.Tensor, weight: torch.Tensor | None = None) -> torch.Tensor:
+    """Mean |fake - real| over (N, 2, H, W) ab maps; weight (N, H, W) weights each pixel."""
+    if weight is None:
+        return F.l1_loss(fake, real)
+    return ((fake - real).abs().mean(1) * weight).mean()
 
 
 @dataclass
@@ -406,6 +422,11 @@ class ChromaLoss:
             pixel_weight = self.bin_weights[nearest_bin(truth)]
             term = rebalanced_cross_entropy(out["logits"], soft_encode(truth), pixel_weight)
             logs = {"ce": term.detach(), "l1": F.l1_loss(out["ab"].detach().float(), ab)}
+        elif self.bin_weights is not None:  # a regression loss, class-rebalanced per pixel
+            weight = self.bin_weights[nearest_bin(denormalize_ab(ab.float()))]
+            loss_fn, name = PIXEL_LOSSES[self.pixel_loss]
+            term = loss_fn(out["ab"].float(), ab, weight)
+            logs = {name: term.detach()}
         else:
             loss_fn, name = PIXEL_LOSSES[self.pixel_loss]
             term = loss_fn(out["ab"].float(), ab)
