@@ -9,6 +9,7 @@ import torch
 from torch import nn
 
 from colorsr_cli.models.blocks import conv_bn_act
+from colorsr_cli.models.descriptor import ModelDescriptor
 
 
 @dataclass(frozen=True)
@@ -55,6 +56,10 @@ class ColorizerUNet(nn.Module):
     def multiple(self) -> int:
         return 2**self.config.depth
 
+    @property
+    def descriptor(self) -> ModelDescriptor:
+        return ModelDescriptor(task="color", input_multiple=self.multiple)
+
     def forward(self, lightness: torch.Tensor) -> torch.Tensor:
         skips = []
         x = lightness
@@ -100,6 +105,10 @@ class ColorizerEnsemble(nn.Module):
     @property
     def multiple(self) -> int:
         return max(m.multiple for m in self.members)
+
+    @property
+    def descriptor(self) -> ModelDescriptor:
+        return ModelDescriptor(task="color", input_multiple=self.multiple)
 
     def forward(self, lightness: torch.Tensor) -> torch.Tensor:
         total = self.members[0](lightness)
