@@ -23,6 +23,7 @@ from colorsr_cli.errors import ColorsrError
 from colorsr_cli.io import ImageJob, atomic_write, read_image, write_image_atomic
 from colorsr_cli.metrics import METRICS, colorfulness
 from colorsr_cli.pipeline import Restorer, resize, to_tensor
+from colorsr_cli.resample import imresize
 
 TRUTH_SIZE, INPUT_SIZE = 256, 64
 METRIC_GROUPS = {
@@ -55,10 +56,19 @@ def protocol_resize(rgb: np.ndarray, size: tuple[int, int]) -> np.ndarray:
 
 
 def bicubic_reduce(rgb: np.ndarray, scale: int) -> np.ndarray:
-    """(H, W, 3) float32 reduced 1/scale as the SR papers do: OpenCV bicubic, no antialiasing,
-    clipped to [0, 1]."""
+    """(H, W, 3) float32 reduced 1/scale by OpenCV bicubic without antialiasing, clipped to
+    [0, 1]: a plain resize, as web thumbnails are made (it aliases); the trainer's "bicubic"
+    LR kernel. Not the SR papers' reduction: see literature_reduce."""
     h, w = rgb.shape[0] // scale, rgb.shape[1] // scale
     return np.clip(cv2.resize(rgb, (w, h), interpolation=cv2.INTER_CUBIC), 0, 1)
+
+
+def literature_reduce(rgb: np.ndarray, scale: int) -> np.ndarray:
+    """(H, W, 3) float32, H and W multiples of scale, reduced 1/scale as the SR papers do:
+    MATLAB's antialiased bicubic imresize (resample.imresize), clipped to [0, 1]."""
+    planes = torch.from_numpy(np.ascontiguousarray(rgb.transpose(2, 0, 1)))
+    small = imresize(planes, 1 / scale).clamp(0, 1)
+    return np.ascontiguousarray(small.numpy().transpose(1, 2, 0))
 
 
 def gray_of(rgb: torch.Tensor) -> torch.Tensor:
@@ -207,11 +217,11 @@ def _write_text_atomic(path: Path, text: str) -> None:
 
 
 def sr_literature_pair(rgb: np.ndarray, scale: int = 4) -> tuple[torch.Tensor, torch.Tensor]:
-    """The SR papers' protocol (data README): crop to a multiple of `scale`, LR = bicubic
-    x1/scale of that crop. Returns (truth (3, H, W), LR (3, H/scale, W/scale))."""
+    """The SR papers' protocol (data README): crop to a multiple of `scale`, LR = MATLAB bicubic
+    imresize x1/scale of that crop. Returns (truth (3, H, W), LR (3, H/scale, W/scale))."""
     h, w = (rgb.shape[0] // scale) * scale, (rgb.shape[1] // scale) * scale
     crop = np.ascontiguousarray(rgb[:h, :w])
-    return to_tensor(crop), to_tensor(bicubic_reduce(crop, scale))
+    return to_tensor(crop), to_tensor(literature_reduce(crop, scale))
 
 
 def evaluate_sr_literature(jobs: list[ImageJob], sr_only: Restorer, border: int = 4,
@@ -221,14 +231,15 @@ def evaluate_sr_literature(jobs: list[ImageJob], sr_only: Restorer, border: int 
     from colorsr_cli.metrics import psnr, ssim
 
     report = EvalReport(["psnr_y", "ssim_y"], protocol=f"SR literature: crop to a multiple of 4, "
-                        f"input = bicubic x1/4, x4 output; Y (BT.601) after cropping {border} px per border")
+                        f"input = MATLAB bicubic imresize x1/4 (antialiased), x4 output (bicubic: the "
+                        f"same imresize x4); Y (BT.601) after cropping {border} px per border")
     for job in jobs:
         try:
             truth, low = sr_literature_pair(read_image(job.source, max_pixels).rgb)
         except ColorsrError as exc:
             report.failures.append((str(job.source), str(exc)))
             continue
-        outputs = {"bicubic": resize(low, tuple(truth.shape[-2:]), "bicubic").clamp(0, 1),
+        outputs = {"bicubic": imresize(low, 4).clamp(0, 1),
                    "sr": sr_only.restore([low])[0]}
         crop = (slice(None), slice(border, -border), slice(border, -border))
         for name, out in outputs.items():
