@@ -20,8 +20,12 @@ def eval_cmd(
     psnr: bool = typer.Option(False, "--psnr", help="PSNR on RGB and on Y."),
     colorfulness: bool = typer.Option(False, "--colorfulness", help="Hasler-Suesstrunk colourfulness."),
     delta_e: bool = typer.Option(False, "--delta-e", help="Mean ab error and CIEDE2000 in Lab."),
+    niqe: bool = typer.Option(False, "--niqe", help="NIQE (Mittal et al. 2013), no reference: how "
+                              "natural the output's statistics are, lower is better; the truth's in the "
+                              "title. Needs outputs of at least 192x192."),
     lpips: bool = typer.Option(False, "--lpips", help="LPIPS (needs its network weights)."),
-    all_metrics: bool = typer.Option(False, "--all", help="Every metric (default when none is chosen)."),
+    all_metrics: bool = typer.Option(False, "--all", help="Every full-reference metric (default when none "
+                                     "is chosen)."),
     protocol: str = typer.Option("standard", "--protocol", help="standard; seed (also the seed "
                                  "report's SSIM: both images resized to 64x64); or sr-literature (SR "
                                  "alone as SR papers do: bicubic x1/4 input, Y channel, 4 px border)."),
@@ -52,7 +56,9 @@ def eval_cmd(
 
     chosen = {"ssim": ssim, "psnr": psnr, "colorfulness": colorfulness, "delta_e": delta_e}
     everything = all_metrics or not any(chosen.values())
-    metrics = [m for group, names in METRIC_GROUPS.items() if everything or chosen[group] for m in names]
+    chosen["niqe"] = niqe  # opt-in: slower, and no reference
+    metrics = [m for group, names in METRIC_GROUPS.items()
+               if chosen[group] or (everything and group != "niqe") for m in names]
     if protocol not in ("standard", "seed", "sr-literature"):
         raise fail(f"--protocol must be standard, seed or sr-literature, got {protocol!r}")
     if protocol == "seed":
@@ -83,7 +89,7 @@ def eval_cmd(
         raise fail("no images to evaluate")
     if protocol == "sr-literature":
         methods = {"bicubic": None, "sr": None}
-        report = evaluate_sr_literature(jobs, restorer("sr-only"))
+        report = evaluate_sr_literature(jobs, restorer("sr-only"), with_niqe=niqe)
     else:
         progress = Progress(TextColumn("[bold]eval"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
                             console=console)
@@ -109,9 +115,11 @@ def eval_cmd(
 
 def _table(summary: dict, prefix: str = "") -> Table:
     metrics = summary["metrics"]
-    truth = summary["truth"]["colorfulness"]
+    truth = summary["truth"]
     title = f"{prefix or 'colorsr eval: '}{summary['n_images']} photos"
-    table = Table(title=title + (f" (truth colourfulness {truth:.1f})" if truth is not None else ""))
+    notes = [f"truth colourfulness {truth['colorfulness']:.1f}"] if truth["colorfulness"] is not None else []
+    notes += [f"truth NIQE {truth['niqe']:.2f}"] if "niqe" in truth else []
+    table = Table(title=title + (f" ({', '.join(notes)})" if notes else ""))
     table.add_column("method")
     for m in metrics:
         table.add_column(m, justify="right")

@@ -21,7 +21,7 @@ import torch
 from colorsr_cli.color import lab_to_rgb, rgb_to_lab
 from colorsr_cli.errors import ColorsrError
 from colorsr_cli.io import ImageJob, atomic_write, read_image, write_image_atomic
-from colorsr_cli.metrics import METRICS, colorfulness
+from colorsr_cli.metrics import METRICS, colorfulness, niqe
 from colorsr_cli.pipeline import Restorer, resize, to_tensor
 from colorsr_cli.resample import imresize
 
@@ -31,9 +31,10 @@ METRIC_GROUPS = {
     "psnr": ("psnr", "psnr_y"),
     "colorfulness": ("colorfulness",),
     "delta_e": ("ab_error", "delta_e2000"),
+    "niqe": ("niqe",),
 }
 # Metrics where smaller is better (for the contact sheet's best/worst and the table).
-LOWER_IS_BETTER = {"ab_error", "delta_e2000"}
+LOWER_IS_BETTER = {"ab_error", "delta_e2000", "niqe"}
 
 
 def protocol_pair(rgb: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
@@ -104,6 +105,7 @@ class EvalReport:
     protocol: str = "truth = 256x256 centre crop (area), input = 64x64 area-downsampled luminance"
     rows: list[dict] = field(default_factory=list)  # one per image x method
     truth_colorfulness: list[float] = field(default_factory=list)
+    truth_niqe: list[float] = field(default_factory=list)  # filled when "niqe" is measured
     images: list[str] = field(default_factory=list)  # scored photos, in truth_colorfulness's order
     failures: list[tuple[str, str]] = field(default_factory=list)
     sheet_rows: list[tuple[float, str, list[torch.Tensor]]] = field(default_factory=list)
@@ -111,24 +113,28 @@ class EvalReport:
     def summary(self) -> dict:
         """Means over all photos; with photos in two or more top-level folders (the data's
         subsets: Kodak, BSDS500, ...) also the same means per folder, under "by_folder"."""
-        out = {"protocol": self.protocol} | self._means(self.rows, self.truth_colorfulness)
+        out = {"protocol": self.protocol} | self._means(self.rows, self.truth_colorfulness, self.truth_niqe)
         folders = {folder_of(image) for image in self.images}
         if len(folders) > 1:
             out["by_folder"] = {
                 folder: self._means([r for r in self.rows if folder_of(r["image"]) == folder],
                                     [c for i, c in zip(self.images, self.truth_colorfulness)
+                                     if folder_of(i) == folder],
+                                    [q for i, q in zip(self.images, self.truth_niqe)
                                      if folder_of(i) == folder])
                 for folder in sorted(folders)}
         return out | {"failures": [{"file": f, "reason": r} for f, r in self.failures]}
 
-    def _means(self, rows: list[dict], truth_colorfulness: list[float]) -> dict:
+    def _means(self, rows: list[dict], truth_colorfulness: list[float], truth_niqe: list[float]) -> dict:
         names = list(dict.fromkeys(r["method"] for r in rows))
         methods = {n: {m: float(np.mean([r[m] for r in rows if r["method"] == n])) for m in self.metrics}
                    for n in names}
         scored = [c for c in truth_colorfulness if c == c]  # NaN: not measured for that photo
+        truth = {"colorfulness": float(np.mean(scored)) if scored else None}  # None: JSON has no NaN
+        if truth_niqe:
+            truth["niqe"] = float(np.mean(truth_niqe))
         return {"n_images": len(truth_colorfulness), "metrics": self.metrics, "methods": methods,
-                # None (JSON null) rather than NaN, which is not valid JSON
-                "truth": {"colorfulness": float(np.mean(scored)) if scored else None}}
+                "truth": truth}
 
 
 def folder_of(relative: str) -> str:
@@ -163,6 +169,8 @@ def _score_chunk(report: EvalReport, chunk: list[ImageJob], truth: torch.Tensor,
                  inputs: list[torch.Tensor], methods: dict[str, Method], metrics: list[str]) -> None:
     outputs = {name: torch.stack(method(inputs)).float().clamp(0, 1) for name, method in methods.items()}
     report.truth_colorfulness += colorfulness(truth).tolist()
+    if "niqe" in metrics:
+        report.truth_niqe += niqe(truth).tolist()
     report.images += [str(job.relative) for job in chunk]
     for name, out in outputs.items():
         scores = {m: METRICS[m](out, truth).tolist() for m in metrics}
@@ -225,12 +233,14 @@ def sr_literature_pair(rgb: np.ndarray, scale: int = 4) -> tuple[torch.Tensor, t
 
 
 def evaluate_sr_literature(jobs: list[ImageJob], sr_only: Restorer, border: int = 4,
-                           max_pixels: int = 100_000_000) -> EvalReport:
+                           max_pixels: int = 100_000_000, with_niqe: bool = False) -> EvalReport:
     """PSNR and SSIM on the Y channel (BT.601) after cropping `border` pixels, for bicubic and
-    for our SR model, image by image (sizes differ, so no batching across images)."""
+    for our SR model, image by image (sizes differ, so no batching across images); with_niqe
+    also NIQE of the same crops and of the truth."""
     from colorsr_cli.metrics import psnr, ssim
 
-    report = EvalReport(["psnr_y", "ssim_y"], protocol=f"SR literature: crop to a multiple of 4, "
+    metrics = ["psnr_y", "ssim_y"] + ["niqe"] * with_niqe
+    report = EvalReport(metrics, protocol=f"SR literature: crop to a multiple of 4, "
                         f"input = MATLAB bicubic imresize x1/4 (antialiased), x4 output (bicubic: the "
                         f"same imresize x4); Y (BT.601) after cropping {border} px per border")
     for job in jobs:
@@ -242,10 +252,14 @@ def evaluate_sr_literature(jobs: list[ImageJob], sr_only: Restorer, border: int 
         outputs = {"bicubic": imresize(low, 4).clamp(0, 1),
                    "sr": sr_only.restore([low])[0]}
         crop = (slice(None), slice(border, -border), slice(border, -border))
+        y = truth[crop][None].double()
         for name, out in outputs.items():
-            x, y = out[crop][None].double(), truth[crop][None].double()
+            x = out[crop][None].double()
             report.rows.append({"image": str(job.relative), "method": name,
-                                "psnr_y": psnr(x, y, "y").item(), "ssim_y": ssim(x, y, "y").item()})
+                                "psnr_y": psnr(x, y, "y").item(), "ssim_y": ssim(x, y, "y").item()}
+                               | ({"niqe": niqe(x).item()} if with_niqe else {}))
+        if with_niqe:
+            report.truth_niqe.append(niqe(y).item())
         report.truth_colorfulness.append(float("nan"))
         report.images.append(str(job.relative))
     return report

@@ -126,3 +126,25 @@ def test_eval_of_one_folder_has_no_breakdown(tiny_weights, tmp_path):
                                  "-w", str(tiny_weights[0]), "-w", str(tiny_weights[1])])
     assert r.exit_code == 0, r.output
     assert "by_folder" not in json.loads(r.stdout)
+
+
+def test_eval_niqe_scores_outputs_and_the_truth(tiny_weights, tmp_path):
+    from colorsr_cli.metrics import niqe
+
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    Image.fromarray(photo_like(256, 256, 9)).save(photos / "a.png")
+    common = ["--out", str(tmp_path / "rep"), "--json", "-w", str(tiny_weights[0]),
+              "-w", str(tiny_weights[1])]
+    r = CliRunner().invoke(app, ["eval", str(photos), "--psnr", "--niqe", *common])
+    assert r.exit_code == 0, r.output
+    summary = json.loads(r.stdout)
+    assert summary["metrics"] == ["psnr", "psnr_y", "niqe"]
+    truth = torch.from_numpy(photo_like(256, 256, 9).transpose(2, 0, 1).copy()).float()[None] / 255
+    assert summary["truth"]["niqe"] == pytest.approx(niqe(truth).item(), rel=1e-6)
+    assert summary["methods"]["gray+bicubic"]["niqe"] != summary["methods"]["full"]["niqe"]
+    plain = json.loads(CliRunner().invoke(app, ["eval", str(photos), "--psnr", *common]).stdout)
+    assert "niqe" not in plain["metrics"] and "niqe" not in plain["truth"]  # opt-in only
+    lit = CliRunner().invoke(app, ["eval", str(photos), "--protocol", "sr-literature", "--niqe", *common])
+    assert lit.exit_code == 0, lit.output
+    assert json.loads(lit.stdout)["metrics"] == ["psnr_y", "ssim_y", "niqe"]
