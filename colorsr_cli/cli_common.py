@@ -53,7 +53,7 @@ class ModelChoice(str, Enum):
 MODEL_OPTION = typer.Option(ModelChoice.default, "--model", "-m",
                             help=f"default; fast: an SR network about twice as fast ({SR_MODELS['fast']}); "
                             f"realesrgan: Real-ESRGAN x4plus ({SR_MODELS['realesrgan']}), cleaner on noisy, "
-                            "JPEG-compressed scans, about 25x slower (quality in docs/models.md). "
+                            "JPEG-compressed scans, 34x the default's FLOPs (quality in docs/models.md). "
                             "--sr-weights wins.")
 
 
