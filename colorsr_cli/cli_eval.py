@@ -23,7 +23,11 @@ def eval_cmd(
     placement: bool = typer.Option(False, "--placement", help="Colour placement: hue, green and red "
                                    "hit (share of colourful truth pixels given a visible colour within "
                                    "30 degrees of their hue) and Zhang et al.'s raw and rebalanced AuC."),
-    all_metrics: bool = typer.Option(False, "--all", help="Every metric (default when none is chosen)."),
+    niqe: bool = typer.Option(False, "--niqe", help="NIQE (Mittal et al. 2013), no reference: how "
+                              "natural the output's statistics are, lower is better; the truth's in the "
+                              "title. Needs outputs of at least 192x192."),
+    all_metrics: bool = typer.Option(False, "--all", help="Every full-reference metric (default when none "
+                                     "is chosen)."),
     protocol: str = typer.Option("standard", "--protocol", help="standard; ssim64 (standard, plus SSIM "
                                  "with both images area-resized to 64x64, the input's size; 'seed' is a "
                                  "deprecated alias); or sr-literature (SR alone as SR papers do: bicubic "
@@ -56,7 +60,9 @@ def eval_cmd(
     chosen = {"ssim": ssim, "psnr": psnr, "colorfulness": colorfulness, "delta_e": delta_e,
               "placement": placement}
     everything = all_metrics or not any(chosen.values())
-    metrics = [m for group, names in METRIC_GROUPS.items() if everything or chosen[group] for m in names]
+    chosen["niqe"] = niqe  # opt-in: slower, and no reference
+    metrics = [m for group, names in METRIC_GROUPS.items()
+               if chosen[group] or (everything and group != "niqe") for m in names]
     if protocol == "seed":
         console.print("[yellow]--protocol seed is deprecated[/]: it is now called --protocol ssim64",
                       highlight=False)
@@ -88,7 +94,7 @@ def eval_cmd(
         raise fail("no images to evaluate")
     if protocol == "sr-literature":
         methods = {"bicubic": None, "sr": None}
-        report = evaluate_sr_literature(jobs, restorer("sr-only"))
+        report = evaluate_sr_literature(jobs, restorer("sr-only"), with_niqe=niqe)
     else:
         progress = Progress(TextColumn("[bold]eval"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
                             console=console)
@@ -115,11 +121,13 @@ def eval_cmd(
 def _table(summary: dict, prefix: str = "") -> Table:
     """One row per measure, one column per method: fits a terminal whatever the metric count."""
     metrics = summary["metrics"]
-    truth = summary["truth"]["colorfulness"]
+    truth = summary["truth"]
     title = f"{prefix or 'colorsr eval: '}{summary['n_images']} photos"
-    table = Table(title=title + (f" (truth colourfulness {truth:.1f})" if truth is not None else ""))
+    notes = [f"truth colourfulness {truth['colorfulness']:.1f}"] if truth["colorfulness"] is not None else []
+    notes += [f"truth NIQE {truth['niqe']:.2f}"] if "niqe" in truth else []
+    table = Table(title=title + (f" ({', '.join(notes)})" if notes else ""))
     rows = list(metrics)
-    if "colorfulness" in metrics and truth is not None:
+    if "colorfulness" in metrics and truth["colorfulness"] is not None:
         at = rows.index("colorfulness") + 1
         rows[at:at] = ["colorfulness_ratio", "colorfulness_gap"]
     methods = summary["methods"]

@@ -21,8 +21,9 @@ import torch
 from colorsr_cli.color import lab_to_rgb, rgb_to_lab
 from colorsr_cli.errors import ColorsrError
 from colorsr_cli.io import ImageJob, atomic_write, read_image, write_image_atomic
-from colorsr_cli.metrics import METRICS, colorfulness
+from colorsr_cli.metrics import METRICS, colorfulness, niqe
 from colorsr_cli.pipeline import Restorer, resize, to_tensor
+from colorsr_cli.resample import imresize
 
 TRUTH_SIZE, INPUT_SIZE = 256, 64
 METRIC_GROUPS = {
@@ -33,9 +34,10 @@ METRIC_GROUPS = {
     # Colour placement (metrics.hue_hit, Zhang et al. 2016's AuC): the right hue, visibly, in
     # the right place; a cautious gray guess scores 0 on the hits.
     "placement": ("hue_hit", "green_hit", "red_hit", "auc", "auc_rebalanced"),
+    "niqe": ("niqe",),
 }
 # Metrics where smaller is better (for the contact sheet's best/worst and the table).
-LOWER_IS_BETTER = {"ab_error", "delta_e2000"}
+LOWER_IS_BETTER = {"ab_error", "delta_e2000", "niqe"}
 
 
 def protocol_pair(rgb: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
@@ -58,10 +60,19 @@ def protocol_resize(rgb: np.ndarray, size: tuple[int, int]) -> np.ndarray:
 
 
 def bicubic_reduce(rgb: np.ndarray, scale: int) -> np.ndarray:
-    """(H, W, 3) float32 reduced 1/scale as the SR papers do: OpenCV bicubic, no antialiasing,
-    clipped to [0, 1]."""
+    """(H, W, 3) float32 reduced 1/scale by OpenCV bicubic without antialiasing, clipped to
+    [0, 1]: a plain resize, as web thumbnails are made (it aliases); the trainer's "bicubic"
+    LR kernel. Not the SR papers' reduction: see literature_reduce."""
     h, w = rgb.shape[0] // scale, rgb.shape[1] // scale
     return np.clip(cv2.resize(rgb, (w, h), interpolation=cv2.INTER_CUBIC), 0, 1)
+
+
+def literature_reduce(rgb: np.ndarray, scale: int) -> np.ndarray:
+    """(H, W, 3) float32, H and W multiples of scale, reduced 1/scale as the SR papers do:
+    MATLAB's antialiased bicubic imresize (resample.imresize), clipped to [0, 1]."""
+    planes = torch.from_numpy(np.ascontiguousarray(rgb.transpose(2, 0, 1)))
+    small = imresize(planes, 1 / scale).clamp(0, 1)
+    return np.ascontiguousarray(small.numpy().transpose(1, 2, 0))
 
 
 def gray_of(rgb: torch.Tensor) -> torch.Tensor:
@@ -97,6 +108,7 @@ class EvalReport:
     protocol: str = "truth = 256x256 centre crop (area), input = 64x64 area-downsampled luminance"
     rows: list[dict] = field(default_factory=list)  # one per image x method
     truth_colorfulness: list[float] = field(default_factory=list)
+    truth_niqe: list[float] = field(default_factory=list)  # filled when "niqe" is measured
     images: list[str] = field(default_factory=list)  # scored photos, in truth_colorfulness's order
     failures: list[tuple[str, str]] = field(default_factory=list)
     sheet_rows: list[tuple[float, str, list[torch.Tensor]]] = field(default_factory=list)
@@ -104,17 +116,19 @@ class EvalReport:
     def summary(self) -> dict:
         """Means over all photos; with photos in two or more top-level folders (the data's
         subsets: Kodak, BSDS500, ...) also the same means per folder, under "by_folder"."""
-        out = {"protocol": self.protocol} | self._means(self.rows, self.truth_colorfulness)
+        out = {"protocol": self.protocol} | self._means(self.rows, self.truth_colorfulness, self.truth_niqe)
         folders = {folder_of(image) for image in self.images}
         if len(folders) > 1:
             out["by_folder"] = {
                 folder: self._means([r for r in self.rows if folder_of(r["image"]) == folder],
                                     [c for i, c in zip(self.images, self.truth_colorfulness)
+                                     if folder_of(i) == folder],
+                                    [q for i, q in zip(self.images, self.truth_niqe)
                                      if folder_of(i) == folder])
                 for folder in sorted(folders)}
         return out | {"failures": [{"file": f, "reason": r} for f, r in self.failures]}
 
-    def _means(self, rows: list[dict], truth_colorfulness: list[float]) -> dict:
+    def _means(self, rows: list[dict], truth_colorfulness: list[float], truth_niqe: list[float]) -> dict:
         names = list(dict.fromkeys(r["method"] for r in rows))
         # nanmean: a hue hit is undefined (NaN) for a photo with no colourful pixel.
         methods = {n: {m: _nanmean([r[m] for r in rows if r["method"] == n]) for m in self.metrics}
@@ -127,9 +141,11 @@ class EvalReport:
                         for r in rows if r["method"] == n]
                 values["colorfulness_ratio"] = values["colorfulness"] / float(np.mean(scored))
                 values["colorfulness_gap"] = _nanmean([abs(c - t) for c, t in mine])
+        truth = {"colorfulness": float(np.mean(scored)) if scored else None}  # None: JSON has no NaN
+        if truth_niqe:
+            truth["niqe"] = float(np.mean(truth_niqe))
         return {"n_images": len(truth_colorfulness), "metrics": self.metrics, "methods": methods,
-                # None (JSON null) rather than NaN, which is not valid JSON
-                "truth": {"colorfulness": float(np.mean(scored)) if scored else None}}
+                "truth": truth}
 
 
 def _nanmean(values: list[float]) -> float:
@@ -169,6 +185,8 @@ def _score_chunk(report: EvalReport, chunk: list[ImageJob], truth: torch.Tensor,
                  inputs: list[torch.Tensor], methods: dict[str, Method], metrics: list[str]) -> None:
     outputs = {name: torch.stack(method(inputs)).float().clamp(0, 1) for name, method in methods.items()}
     report.truth_colorfulness += colorfulness(truth).tolist()
+    if "niqe" in metrics:
+        report.truth_niqe += niqe(truth).tolist()
     report.images += [str(job.relative) for job in chunk]
     for name, out in outputs.items():
         scores = {m: METRICS[m](out, truth).tolist() for m in metrics}
@@ -223,34 +241,41 @@ def _write_text_atomic(path: Path, text: str) -> None:
 
 
 def sr_literature_pair(rgb: np.ndarray, scale: int = 4) -> tuple[torch.Tensor, torch.Tensor]:
-    """The SR papers' protocol (data README): crop to a multiple of `scale`, LR = bicubic
-    x1/scale of that crop. Returns (truth (3, H, W), LR (3, H/scale, W/scale))."""
+    """The SR papers' protocol (data README): crop to a multiple of `scale`, LR = MATLAB bicubic
+    imresize x1/scale of that crop. Returns (truth (3, H, W), LR (3, H/scale, W/scale))."""
     h, w = (rgb.shape[0] // scale) * scale, (rgb.shape[1] // scale) * scale
     crop = np.ascontiguousarray(rgb[:h, :w])
-    return to_tensor(crop), to_tensor(bicubic_reduce(crop, scale))
+    return to_tensor(crop), to_tensor(literature_reduce(crop, scale))
 
 
 def evaluate_sr_literature(jobs: list[ImageJob], sr_only: Restorer, border: int = 4,
-                           max_pixels: int = 100_000_000) -> EvalReport:
+                           max_pixels: int = 100_000_000, with_niqe: bool = False) -> EvalReport:
     """PSNR and SSIM on the Y channel (BT.601) after cropping `border` pixels, for bicubic and
-    for our SR model, image by image (sizes differ, so no batching across images)."""
+    for our SR model, image by image (sizes differ, so no batching across images); with_niqe
+    also NIQE of the same crops and of the truth."""
     from colorsr_cli.metrics import psnr, ssim
 
-    report = EvalReport(["psnr_y", "ssim_y"], protocol=f"SR literature: crop to a multiple of 4, "
-                        f"input = bicubic x1/4, x4 output; Y (BT.601) after cropping {border} px per border")
+    metrics = ["psnr_y", "ssim_y"] + ["niqe"] * with_niqe
+    report = EvalReport(metrics, protocol=f"SR literature: crop to a multiple of 4, "
+                        f"input = MATLAB bicubic imresize x1/4 (antialiased), x4 output (bicubic: the "
+                        f"same imresize x4); Y (BT.601) after cropping {border} px per border")
     for job in jobs:
         try:
             truth, low = sr_literature_pair(read_image(job.source, max_pixels).rgb)
         except ColorsrError as exc:
             report.failures.append((str(job.source), str(exc)))
             continue
-        outputs = {"bicubic": resize(low, tuple(truth.shape[-2:]), "bicubic").clamp(0, 1),
+        outputs = {"bicubic": imresize(low, 4).clamp(0, 1),
                    "sr": sr_only.restore([low])[0]}
         crop = (slice(None), slice(border, -border), slice(border, -border))
+        y = truth[crop][None].double()
         for name, out in outputs.items():
-            x, y = out[crop][None].double(), truth[crop][None].double()
+            x = out[crop][None].double()
             report.rows.append({"image": str(job.relative), "method": name,
-                                "psnr_y": psnr(x, y, "y").item(), "ssim_y": ssim(x, y, "y").item()})
+                                "psnr_y": psnr(x, y, "y").item(), "ssim_y": ssim(x, y, "y").item()}
+                               | ({"niqe": niqe(x).item()} if with_niqe else {}))
+        if with_niqe:
+            report.truth_niqe.append(niqe(y).item())
         report.truth_colorfulness.append(float("nan"))
         report.images.append(str(job.relative))
     return report

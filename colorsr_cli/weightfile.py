@@ -4,10 +4,15 @@
      "state_dict": {name: tensor}}
 
 so a file carries its own architecture. Loading never unpickles objects: torch.load with
-weights_only=True accepts only tensors and plain containers, and anything else is refused."""
+weights_only=True accepts only tensors and plain containers, and anything else is refused.
+
+Weight files published by other projects load too when a registered architecture adopts
+them (models.Architecture.adopt): a plain state dict, or BasicSR's {"params_ema": ...} /
+{"params": ...} (the EMA weights first, as Real-ESRGAN's own inference does)."""
 
 from __future__ import annotations
 
+import dataclasses
 import pickle
 import re
 from pathlib import Path
@@ -64,16 +69,45 @@ def load_weight_file(path: Path) -> tuple[nn.Module, dict[str, Any]]:
 
 def model_from_weight_blob(blob: Any, path: Path) -> tuple[nn.Module, dict[str, Any]]:
     """load_weight_file for a file already read (safe_torch_load); path names it in errors."""
-    if not isinstance(blob, dict) or blob.get("format") != FORMAT:
-        raise WeightsError(f"{path}: not a colorsr weight file (expected format {FORMAT})")
-    arch = blob.get("arch")
-    if arch not in ARCHITECTURES:
-        raise WeightsError(f"{path}: unknown architecture {arch!r}")
+    if isinstance(blob, dict) and blob.get("format") == FORMAT:
+        arch, config, state = blob.get("arch"), blob.get("config"), blob.get("state_dict")
+        meta = dict(blob.get("meta") or {})
+        if arch not in ARCHITECTURES:
+            raise WeightsError(f"{path}: unknown architecture {arch!r}")
+    else:
+        arch, config, state = _adopt_published(blob, path)
+        meta = {"source": "published state dict"}
     try:
-        model = build_model(arch, blob.get("config"))
-        state = {k: v.float() if v.is_floating_point() else v for k, v in blob["state_dict"].items()}
-        model.load_state_dict(state)
-    except (TypeError, KeyError, RuntimeError) as exc:
+        model = build_model(arch, config)
+        model.load_state_dict({k: v.float() if v.is_floating_point() else v for k, v in state.items()})
+    except (TypeError, KeyError, RuntimeError, AttributeError) as exc:
         raise WeightsError(f"{path}: weights do not match architecture {arch}: "
-                           f"{str(exc).splitlines()[0]}") from None
-    return model.eval(), dict(blob.get("meta") or {})
+                           f"{_first_reason(exc)}") from None
+    return model.eval(), meta
+
+
+def _first_reason(exc: Exception) -> str:
+    """One line of torch's load_state_dict report (its first line only names the class)."""
+    lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
+    if len(lines) > 1 and lines[0].startswith("Error(s) in loading state_dict"):
+        lines = lines[1:]
+    return (lines or [type(exc).__name__])[0][:300]
+
+
+def _adopt_published(blob: Any, path: Path) -> tuple[str, dict[str, Any], dict[str, torch.Tensor]]:
+    """(arch, config, state dict) of another project's weight file, or one line saying why not."""
+    state = blob
+    for key in ("params_ema", "params"):
+        if isinstance(blob, dict) and isinstance(blob.get(key), dict):
+            state = blob[key]
+            break
+    if not (isinstance(state, dict) and state
+            and all(isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in state.items())):
+        raise WeightsError(f"{path}: not a colorsr weight file (format {FORMAT}) nor a state dict "
+                           f"of a known architecture")
+    for arch, entry in ARCHITECTURES.items():
+        adopted = entry.adopt(state) if entry.adopt else None
+        if adopted is not None:
+            return arch, dataclasses.asdict(adopted[0]), adopted[1]
+    raise WeightsError(f"{path}: a state dict of no known architecture (known published layouts: "
+                       f"{', '.join(a for a, e in ARCHITECTURES.items() if e.adopt)})")

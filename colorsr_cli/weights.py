@@ -37,7 +37,8 @@ _SHA256 = re.compile(r"^[0-9a-f]{64}$")
 _CHUNK = 1 << 20  # hashing reads
 _NET_CHUNK = 1 << 16  # a cut loses the chunk in flight, so keep it small
 _REQUIRED_KEYS = {"name", "task", "arch", "sha256", "size", "filename"}
-_OPTIONAL_KEYS = {"config", "urls", "bundled", "default", "description", "licence"}
+_OPTIONAL_KEYS = {"config", "urls", "bundled", "default", "description", "licence", "importer", "upstream"}
+_UPSTREAM_KEYS = {"url", "sha256", "size"}
 
 
 @dataclass(frozen=True)
@@ -57,6 +58,12 @@ class ManifestEntry:
     default: bool = False
     description: str = ""
     licence: str = ""
+    # Made on this machine instead of downloaded: the ncnn_import.IMPORTERS function that
+    # converts an installed package's model into this entry's file (checked by its sha256).
+    importer: str = ""
+    # The original publisher's file ({"url", "sha256", "size"}), a weight file of another
+    # project's layout that loads as it is (weightfile adopts it): the route without the importer.
+    upstream: dict[str, Any] | None = None
 
     def __post_init__(self) -> None:
         _check_safe_name("name", self.name, self.name)
@@ -71,7 +78,25 @@ class ManifestEntry:
             raise WeightsError(f"{where}: size must be a byte count, got {self.size!r}")
         if not isinstance(self.config, dict) or not isinstance(self.arch, str):
             raise WeightsError(f"{where}: arch must be a string and config an object")
-        _check_urls(self.urls, self.bundled, where)
+        _check_urls(self.urls, self.bundled or bool(self.importer), where)
+        if self.upstream is not None:
+            _check_upstream(self.upstream, where)
+
+
+def _check_upstream(upstream: Any, where: str) -> None:
+    if not isinstance(upstream, dict) or set(upstream) != _UPSTREAM_KEYS:
+        raise WeightsError(f"{where}: upstream must be an object with keys url, sha256, size")
+    _check_urls([upstream["url"]], False, where)
+    if not isinstance(upstream["sha256"], str) or not _SHA256.fullmatch(upstream["sha256"]):
+        raise WeightsError(f"{where}: upstream sha256 must be 64 lowercase hex digits")
+    if not isinstance(upstream["size"], int) or isinstance(upstream["size"], bool):
+        raise WeightsError(f"{where}: upstream size must be a byte count")
+    _check_safe_name("upstream file name", upstream_path_name(upstream["url"]), where)
+
+
+def upstream_path_name(url: str) -> str:
+    """The file name an upstream file is cached under: the last part of its URL."""
+    return url.rstrip("/").rsplit("/", 1)[-1]
 
 
 def _check_safe_name(label: str, value: Any, entry: Any) -> None:
@@ -87,7 +112,7 @@ def _check_urls(urls: Any, bundled: bool, where: str) -> None:
     if not all(u.startswith(("https://", "http://")) for u in urls):
         raise WeightsError(f"{where}: urls must be http(s)")
     if not bundled and not urls:
-        raise WeightsError(f"{where}: not bundled and has no URL to download it from")
+        raise WeightsError(f"{where}: not bundled, not imported and has no URL to download it from")
 
 
 def load_manifest(path: Path | None = None) -> Manifest:
@@ -214,7 +239,46 @@ def fetch(entry: ManifestEntry, progress: Progress | None = None) -> Path:
         if _mismatch(entry, path, _digest_once) is None:
             return path
         path.unlink()
+    if entry.importer:
+        return _imported(entry, path, progress)
     return _download_entry(entry, path, progress)
+
+
+def import_entry(entry: ManifestEntry) -> Path:
+    """Make an imported entry's file with its importer (into the cache, atomically) and verify
+    its sha256; a file that does not match is deleted. Returns its path."""
+    from colorsr_cli.ncnn_import import IMPORTERS
+
+    if entry.importer not in IMPORTERS:
+        raise WeightsError(f"weights {entry.name!r}: unknown importer {entry.importer!r}")
+    path = entry_path(entry)
+    IMPORTERS[entry.importer](path)
+    problem = _mismatch(entry, path, sha256_file)
+    if problem:
+        path.unlink()
+        raise WeightsError(f"weights {entry.name!r} converted from {entry.importer} do not match the "
+                           f"manifest ({problem}): another release of that package?")
+    return path
+
+
+def _imported(entry: ManifestEntry, path: Path, progress: Progress | None) -> Path:
+    """Convert from the installed package; without it, the upstream file (cached or downloaded,
+    verified by its own sha256), which loads as a published state dict."""
+    from colorsr_cli.ncnn_import import ImporterUnavailable
+
+    try:
+        return import_entry(entry)
+    except ImporterUnavailable as exc:
+        if entry.upstream is None:
+            raise WeightsError(f"weights {entry.name!r}: {exc}") from None
+        up = entry.upstream
+        dest = cache_dir() / "weights" / upstream_path_name(up["url"])
+        if dest.is_file() and dest.stat().st_size == up["size"] and _digest_once(dest) == up["sha256"]:
+            return dest
+        try:
+            return download_verified(up["url"], dest, up["sha256"], up["size"], progress)
+        except DownloadError as down:
+            raise DownloadError(f"weights {entry.name!r}: {exc}, and the download failed: {down}") from None
 
 
 def _checked_bundled(entry: ManifestEntry, path: Path) -> Path:

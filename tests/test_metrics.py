@@ -239,9 +239,10 @@ def test_metrics_registry_returns_one_float64_per_image():
         "red_hit",
         "auc",
         "auc_rebalanced",
+        "niqe",
     }
     assert set(METRICS) == expected
-    x, y = torch.rand(2, 3, 64, 64), torch.rand(2, 3, 64, 64)
+    x, y = torch.rand(2, 3, 192, 192), torch.rand(2, 3, 192, 192)  # NIQE's smallest size
     for name, metric in METRICS.items():
         values = metric(x, y)
         assert values.shape == (2,) and values.dtype == torch.float64, name

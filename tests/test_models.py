@@ -93,6 +93,7 @@ _TINY_CONFIGS = {
     "patch_discriminator": {"width": 8},
     "srgan_generator": {"channels": 8, "blocks": 1},
     "srgan_discriminator": {"width": 8, "fc": 16},
+    "rrdbnet": {"features": 8, "blocks": 1, "growth": 4},
     "vgg19_features": {},
 }
 

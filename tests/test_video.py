@@ -14,6 +14,7 @@ from typer.testing import CliRunner
 from colorsr_cli import video
 from colorsr_cli.cli import app
 from colorsr_cli.errors import VideoError
+from colorsr_cli.models import ModelDescriptor
 from colorsr_cli.pipeline import RestoreOptions, Restorer
 from colorsr_cli.video import ChromaSmoother, VideoOptions, flicker, frames_per_batch, restore_video
 from colorsr_cli.weightfile import load_weight_file
@@ -175,7 +176,7 @@ class TwitchyColorizer(torch.nn.Module):
     with the input's normalised L (N, 1, H, W) -> ab (N, 2, H, W). (A tiny random network barely
     reacts to noise, so its output flicker would be lost in 8-bit rounding.)"""
 
-    multiple = 1
+    descriptor = ModelDescriptor(task="color")
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return 0.2 * torch.cat((torch.sin(30 * x), torch.cos(30 * x)), 1)

@@ -159,6 +159,10 @@ def test_manifest_rejects_names_that_could_escape_the_cache(tmp_path, field, val
     ([entry_dict(urls=[])], "no URL"),
     ([entry_dict(urls=["file:///etc/passwd"])], "http"),
     ([entry_dict(), entry_dict()], "duplicate"),
+    ([entry_dict(urls=[], importer="x", upstream={"url": "https://h/a.pth", "sha256": "0" * 64})],
+     "upstream must be an object with keys url, sha256, size"),
+    ([entry_dict(urls=[], importer="x", upstream={"url": "https://h/..", "sha256": "0" * 64, "size": 1})],
+     "unsafe upstream file name"),
     ([entry_dict(default=True), entry_dict(name="b", filename="b.pt", default=True)],
      "two defaults"),
 ])

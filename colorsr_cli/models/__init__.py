@@ -1,11 +1,15 @@
 """Architecture registry: a weight file names its architecture and carries its config, and
-this table turns that into a module. Adding a network is one entry here."""
+this table turns that into a module. Adding a network is one entry here. A network whose
+weights are also published in another project's layout declares how to adopt them (`adopt`),
+so such files load without being converted first."""
 
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Callable
 from typing import Any, NamedTuple
 
+import torch
 from torch import nn
 
 from colorsr_cli.models.colorizer import (
@@ -16,6 +20,8 @@ from colorsr_cli.models.colorizer import (
     PatchDiscriminator,
     PatchDiscriminatorConfig,
 )
+from colorsr_cli.models.descriptor import ModelDescriptor
+from colorsr_cli.models.rrdbnet import RRDBConfig, RRDBNet, adopt_published_state_dict
 from colorsr_cli.models.srgan import SRConfig, SRDiscriminator, SRDiscriminatorConfig, SRGenerator
 from colorsr_cli.models.vgg import VGG19Features, VGGConfig
 
@@ -24,6 +30,9 @@ class Architecture(NamedTuple):
     module: type[nn.Module]
     config: type
     task: str  # "color" or "sr" for generators; "critic" for discriminators; "perceptual"
+    # A published state dict in its own project's layout -> (config, state dict in our names),
+    # or None when the state dict is not this architecture's.
+    adopt: Callable[[dict[str, torch.Tensor]], tuple[Any, dict[str, torch.Tensor]] | None] | None = None
 
 
 ARCHITECTURES: dict[str, Architecture] = {
@@ -31,6 +40,7 @@ ARCHITECTURES: dict[str, Architecture] = {
     "colorizer_ensemble": Architecture(ColorizerEnsemble, ColorizerEnsembleConfig, "color"),
     "patch_discriminator": Architecture(PatchDiscriminator, PatchDiscriminatorConfig, "critic"),
     "srgan_generator": Architecture(SRGenerator, SRConfig, "sr"),
+    "rrdbnet": Architecture(RRDBNet, RRDBConfig, "sr", adopt_published_state_dict),
     "srgan_discriminator": Architecture(SRDiscriminator, SRDiscriminatorConfig, "critic"),
     "vgg19_features": Architecture(VGG19Features, VGGConfig, "perceptual"),
 }
@@ -57,7 +67,7 @@ def config_dict(model: nn.Module) -> dict[str, Any]:
 
 __all__ = [
     "ARCHITECTURES", "Architecture", "ColorizerConfig", "ColorizerEnsemble", "ColorizerEnsembleConfig",
-    "ColorizerUNet", "PatchDiscriminator",
+    "ColorizerUNet", "ModelDescriptor", "PatchDiscriminator", "RRDBConfig", "RRDBNet",
     "PatchDiscriminatorConfig", "SRConfig", "SRDiscriminator", "SRDiscriminatorConfig",
     "SRGenerator", "VGG19Features", "VGGConfig", "arch_name_of", "build_model", "config_dict",
 ]

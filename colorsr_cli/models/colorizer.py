@@ -12,6 +12,7 @@ from torch import nn
 from colorsr_cli.chroma_bins import annealed_mean
 from colorsr_cli.color import AB_SCALE
 from colorsr_cli.models.blocks import conv_bn_act
+from colorsr_cli.models.descriptor import ModelDescriptor
 
 
 @dataclass(frozen=True)
@@ -100,6 +101,10 @@ class ColorizerUNet(nn.Module):
     def multiple(self) -> int:
         return 2**self.config.depth
 
+    @property
+    def descriptor(self) -> ModelDescriptor:
+        return ModelDescriptor(task="color", input_multiple=self.multiple)
+
     def forward(self, lightness: torch.Tensor, details: bool = False):
         """Normalised ab (N, 2, H, W). With details=True (training), a dict with "ab" and, for a
         bins head, "logits" (N, bins, H, W); with a class head, "classes" (N, classes)."""
@@ -163,6 +168,10 @@ class ColorizerEnsemble(nn.Module):
     @property
     def multiple(self) -> int:
         return max(m.multiple for m in self.members)
+
+    @property
+    def descriptor(self) -> ModelDescriptor:
+        return ModelDescriptor(task="color", input_multiple=self.multiple)
 
     def forward(self, lightness: torch.Tensor) -> torch.Tensor:
         total = self.members[0](lightness)

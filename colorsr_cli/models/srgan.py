@@ -9,6 +9,7 @@ import torch
 from torch import nn
 
 from colorsr_cli.models.blocks import PixelShuffleUp, ResidualBlock, bicubic_upscale, conv_bn_act
+from colorsr_cli.models.descriptor import ModelDescriptor
 
 
 @dataclass(frozen=True)
@@ -60,6 +61,10 @@ class SRGenerator(nn.Module):
                 # steps to undo it.
                 nn.init.zeros_(self.tail[0].weight)
                 nn.init.zeros_(self.tail[0].bias)
+
+    @property
+    def descriptor(self) -> ModelDescriptor:
+        return ModelDescriptor(task="sr", scale=self.config.scale, inference_form=fold_tail_for_inference)
 
     def forward(self, rgb: torch.Tensor) -> torch.Tensor:
         x = self.head(rgb * 2 - 1)

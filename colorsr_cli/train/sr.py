@@ -116,7 +116,8 @@ def hr_lr_pair(img: np.ndarray, hr: int, scale: int, rng: np.random.Generator | 
 
 
 def downsample(img: np.ndarray, scale: int, kernel: str) -> np.ndarray:
-    """(H, W, 3) float32 reduced 1/scale: "area", or "bicubic" as evaluate.sr_literature_pair."""
+    """(H, W, 3) float32 reduced 1/scale: "area", or "bicubic" (OpenCV, not antialiased: a plain
+    resize, see evaluate.bicubic_reduce)."""
     if kernel == "area":
         return area_resize(img, (img.shape[0] // scale, img.shape[1] // scale))
     if kernel == "bicubic":
