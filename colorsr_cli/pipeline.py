@@ -1,6 +1,10 @@
 """The restore pipeline on tensors: gray (or the luminance of a colour photo) -> colourise ->
 RGB -> super-resolve x4 over overlapping, batched tiles.
 
+With keep_colour, an input detected as a colour photo (color.is_colour_photo; a toned print
+counts as gray) skips the colouriser and is only upscaled. Output scale 4 is the SR model's own;
+scale 2 super-resolves the input reduced 2x (a quarter of the work), scale 1 runs no SR.
+
 Colour is decided with global context: the colouriser runs on the whole picture at a working
 resolution (at most `color_size` on the long side; a 64x64 input is colourised at its native
 size, exactly the seed's pipeline), its chroma is upsampled and recombined with the input's
@@ -11,6 +15,7 @@ from __future__ import annotations
 
 import contextlib
 import copy
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Literal
 
@@ -19,7 +24,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from colorsr_cli.color import denormalize_ab, lab_to_rgb, normalize_l, rgb_to_lab
+from colorsr_cli.color import denormalize_ab, is_colour_photo, lab_to_rgb, normalize_l, rgb_to_lab
 from colorsr_cli.models.blocks import fuse_batchnorm
 from colorsr_cli.models.srgan import SRGenerator, fold_tail_for_inference
 from colorsr_cli.tiling import TileCanvas, split_into_tiles
@@ -30,7 +35,8 @@ Mode = Literal["full", "color-only", "sr-only"]
 @dataclass(frozen=True)
 class RestoreOptions:
     mode: Mode = "full"
-    scale: int = 4  # output size relative to the input: 1, 2 or 4 (4 = the SR model's native)
+    scale: int = 4  # output size relative to the input: 1 (no SR), 2 (SR of the input halved) or 4
+    keep_colour: bool = False  # colour photos (color.is_colour_photo) are not colourised, only upscaled
     tile: int = 128  # SR tile size in input pixels (0 = no tiling)
     tile_pad: int = 16  # overlap context on each side of a tile, input pixels
     batch_size: int = 16  # tiles / images per forward pass
@@ -79,14 +85,15 @@ def default_options(device: torch.device) -> dict:
 class Restorer:
     """Holds the two models and the options; `restore` maps a list of images to outputs.
     In 'full' and 'color-only' modes a colour input is treated as an old photo (only its
-    luminance is used); 'sr-only' keeps an input's colour and only upscales it."""
+    luminance is used) unless options.keep_colour; 'sr-only' keeps every input's colour and
+    only upscales it. No SR model runs at scale 1 or in 'color-only' mode."""
 
     def __init__(self, colorizer: nn.Module | None, sr: nn.Module | None,
                  options: RestoreOptions = RestoreOptions(), device: torch.device | str = "cpu"):
         if options.scale not in (1, 2, 4):
             raise ValueError(f"scale must be 1, 2 or 4, got {options.scale}")
         needs_color = options.mode in ("full", "color-only")
-        needs_sr = options.mode in ("full", "sr-only")
+        needs_sr = options.mode in ("full", "sr-only") and options.scale > 1
         if needs_color and colorizer is None:
             raise ValueError(f"mode {options.mode} needs a colouriser")
         if needs_sr and sr is None:
@@ -102,12 +109,24 @@ class Restorer:
             return contextlib.nullcontext()
         return torch.autocast(self.device.type, self.options.dtype)
 
+    def colourises(self, image: torch.Tensor) -> bool:
+        """Whether restore colourises this RGB (3, H, W) input; False when it keeps its own colour
+        (mode 'sr-only', or keep_colour and the input is a colour photo)."""
+        if self.colorizer is None:
+            return False
+        return not (self.options.keep_colour and is_colour_photo(image))
+
     @torch.inference_mode()
-    def restore(self, images: list[torch.Tensor]) -> list[torch.Tensor]:
-        """Each RGB (3, H, W) input in [0, 1] -> (3, scale*H, scale*W) output in [0, 1], on the CPU."""
+    def restore(self, images: list[torch.Tensor], colourise: Sequence[bool] | None = None
+                ) -> list[torch.Tensor]:
+        """Each RGB (3, H, W) input in [0, 1] -> (3, scale*H, scale*W) output in [0, 1], on the CPU.
+        colourise: per input, whether to colourise it (default: self.colourises(input))."""
+        flags = [self.colourises(img) for img in images] if colourise is None else list(colourise)
         rgbs = self._to_device(images)
-        if self.colorizer is not None:
-            rgbs = self.colorize(rgbs)
+        chosen = [k for k, flag in enumerate(flags) if flag]
+        if self.colorizer is not None and chosen:
+            for k, rgb in zip(chosen, self.colorize([rgbs[k] for k in chosen])):
+                rgbs[k] = rgb
         if self.sr is not None:
             rgbs = self.super_resolve(rgbs)
         return self._to_host(rgbs, [tuple(img.shape[-2:]) for img in images])
@@ -167,9 +186,20 @@ class Restorer:
                 out[k] = rgb
         return out  # type: ignore[return-value]
 
+    def sr_input(self, rgb: torch.Tensor) -> torch.Tensor:
+        """What the SR model sees of a (3, H, W) image: the image itself at the model's own scale,
+        else the image reduced (area) so the model's output is about options.scale times it."""
+        h, w = rgb.shape[-2:]
+        if self.options.scale >= self.sr_scale:
+            return rgb
+        f = self.options.scale / self.sr_scale
+        return resize(rgb, (max(1, round(h * f)), max(1, round(w * f))), "area")
+
     def super_resolve(self, rgbs: list[torch.Tensor]) -> list[torch.Tensor]:
-        """x sr_scale every image, all images' tiles batched together."""
+        """x sr_scale every image (reduced first below the model's scale, see sr_input), all
+        images' tiles batched together."""
         opts, s = self.options, self.sr_scale
+        rgbs = [self.sr_input(rgb) for rgb in rgbs]
         canvases: list[TileCanvas | None] = []
         jobs = []
         for k, rgb in enumerate(rgbs):

@@ -53,3 +53,22 @@ def photo_folder(tmp_path) -> Path:
     rgba = np.dstack([photo_like(40, 48, 3), np.linspace(0, 255, 40 * 48).reshape(40, 48).astype(np.uint8)])
     Image.fromarray(rgba, "RGBA").save(root / "alpha.png")
     return root
+
+
+def toned_like(h: int, w: int, a: float, b: float, seed: int = 0) -> np.ndarray:
+    """A gray photo printed with one tint (uint8 (h, w, 3)): Lab chroma (a, b) scaled by a
+    mid-tone bump, as sepia (a, b > 0) or cyanotype (a, b < 0) toning leaves it."""
+    from skimage import color as skcolor
+
+    L = photo_like(h, w, seed, gray=True).astype(np.float64) / 255 * 100
+    bump = 4 * (L / 100) * (1 - L / 100)
+    lab = np.stack((L, bump * a, bump * b), axis=2)
+    return np.round(np.clip(skcolor.lab2rgb(lab), 0, 1) * 255).astype(np.uint8)
+
+
+def jpeg_round_trip(img: np.ndarray, quality: int = 75) -> np.ndarray:
+    import io
+
+    buffer = io.BytesIO()
+    Image.fromarray(img).save(buffer, "JPEG", quality=quality)
+    return np.asarray(Image.open(buffer).convert("RGB"))

@@ -1,5 +1,6 @@
 from types import SimpleNamespace
 
+import numpy as np
 import pytest
 import torch
 
@@ -104,11 +105,61 @@ def test_no_state_leaks_between_inputs(models):
     assert torch.equal(restorer.restore([a])[0], first)
 
 
-def test_sr_only_keeps_colour(models):
-    img = torch.zeros(3, 32, 32)
+@pytest.fixture
+def bicubic_sr():
+    """An SR network whose output is exactly its bicubic skip (detail branch zeroed): what comes
+    out is the input's own colour, upscaled."""
+    from colorsr_cli.models import build_model
+
+    sr = build_model("srgan_generator", {"channels": 8, "blocks": 1, "global_skip": True}).eval()
+    torch.nn.init.zeros_(sr.tail.weight)
+    torch.nn.init.zeros_(sr.tail.bias)
+    return sr
+
+
+def _chroma_error(out: torch.Tensor, img: torch.Tensor) -> float:
+    """Mean |ab| difference (Lab units) between an output and its input, at the input's size."""
+    small = torch.nn.functional.interpolate(out[None], size=img.shape[-2:], mode="area")[0]
+    return float((rgb_to_lab(small)[1:] - rgb_to_lab(img)[1:]).abs().mean())
+
+
+def test_sr_only_keeps_colour(bicubic_sr):
+    img = torch.full((3, 32, 32), 0.15)
     img[0] = 0.9  # saturated red
-    out = Restorer(None, models[1], RestoreOptions(mode="sr-only")).restore([img])[0]
+    out = Restorer(None, bicubic_sr, RestoreOptions(mode="sr-only")).restore([img])[0]
     assert out.shape == (3, 128, 128)
+    assert _chroma_error(out, img) < 0.5  # measured 0.0; a colourised or gray output is off by > 20
+
+
+def test_keep_colour_only_upscales_colour_photos_and_colourises_the_rest(models, bicubic_sr):
+    """keep_colour (the CLI's --colorize auto): a colour photo keeps its colour; gray and sepia
+    inputs are colourised; without it every input is colourised."""
+    from tests.conftest import photo_like, toned_like
+
+    def chw(a):
+        return torch.from_numpy(a.transpose(2, 0, 1).copy()).float() / 255
+
+    colour, gray = chw(photo_like(48, 64, 1)), chw(np.repeat(photo_like(48, 64, 2, gray=True)[..., None], 3, 2))
+    sepia = chw(toned_like(48, 64, 8, 22, seed=3))
+    auto = Restorer(models[0], bicubic_sr, RestoreOptions(keep_colour=True, tile=0))
+    assert [auto.colourises(x) for x in (colour, gray, sepia)] == [False, True, True]
+    outs = auto.restore([colour, gray, sepia])
+    assert _chroma_error(outs[0], colour) < 0.5
+    assert _chroma_error(outs[1], gray) > 2 and _chroma_error(outs[2], sepia) > 2
+    always = Restorer(models[0], bicubic_sr, RestoreOptions(tile=0))
+    assert always.colourises(colour) and _chroma_error(always.restore([colour])[0], colour) > 2
+
+
+def test_scale_1_runs_no_sr_and_scale_2_super_resolves_the_halved_input(models):
+    """--scale 1 loads and runs no SR network; --scale 2 feeds it the input reduced 2x, a
+    quarter of the pixels of --scale 4's."""
+    assert Restorer(*models, RestoreOptions(scale=1)).sr is None
+    seen = {}
+    for scale in (2, 4):
+        restorer = Restorer(*models, RestoreOptions(scale=scale, tile=0))
+        restorer.sr.register_forward_hook(lambda m, args, out, s=scale: seen.update({s: args[0].shape}))
+        assert restorer.restore([torch.rand(3, 64, 80)])[0].shape == (3, 64 * scale, 80 * scale)
+    assert tuple(seen[4][-2:]) == (64, 80) and tuple(seen[2][-2:]) == (32, 40)
 
 
 def test_working_input_pads_to_multiple():
