@@ -211,7 +211,7 @@ def test_ctrl_c_leaves_only_complete_outputs_and_a_rerun_finishes(tiny_weights, 
     # otherwise over (or its writes bunched at the end on a busy machine) before the signal lands.
     slowed = ("import sys, time; from colorsr_cli import pipeline; from colorsr_cli.cli import main; "
               "real = pipeline.Restorer.restore; "
-              "pipeline.Restorer.restore = lambda self, images: (time.sleep(0.05), real(self, images))[1]; "
+              "pipeline.Restorer.restore = lambda self, *args: (time.sleep(0.05), real(self, *args))[1]; "
               "main()")
     command = [sys.executable, "-c", slowed, "restore", str(source), "--out", str(out),
                "--batch-size", "1", "-w", str(tiny_weights[0]), "-w", str(tiny_weights[1])]
@@ -261,11 +261,11 @@ def test_interrupted_library_run_stops_its_threads_and_leaves_complete_files(tin
     restorer, out = _restorer(tiny_weights), tmp_path / "out"
     real_restore, calls = restorer.restore, []
 
-    def ctrl_c_on_the_fourth_batch(images):
+    def ctrl_c_on_the_fourth_batch(images, *flags):
         calls.append(len(images))
         if len(calls) == 4:
             raise KeyboardInterrupt
-        return real_restore(images)
+        return real_restore(images, *flags)
 
     monkeypatch.setattr(restorer, "restore", ctrl_c_on_the_fourth_batch)
     reported_on = set()
@@ -298,7 +298,7 @@ from colorsr_cli.weightfile import load_weight_file
 source, out, color, sr = map(Path, sys.argv[1:])
 writing = threading.Event()
 
-def slow_save(path, img, fmt, quality):
+def slow_save(path, img, fmt, options):
     with io.atomic_write(path) as file:
         writing.set()
         img.save(file, format=fmt)
@@ -314,10 +314,10 @@ first_batch = restorer.restore
 
 calls = []
 
-def restore(images):
+def restore(images, *flags):
     calls.append(1)
     if len(calls) == 1:
-        return first_batch(images)
+        return first_batch(images, *flags)
     writing.wait()  # the second batch: Ctrl-C once the first file is being written
     signal.setitimer(signal.ITIMER_REAL, 0.3)
     raise KeyboardInterrupt
@@ -341,10 +341,10 @@ def test_second_ctrl_c_while_a_file_is_written_still_completes_that_file(tiny_we
 def test_an_unexpected_write_error_fails_that_file_and_the_run_goes_on(tiny_weights, tmp_path, monkeypatch):
     real_write = batch.write_image_atomic
 
-    def encoder_bug_on_p03(path, rgb, alpha=None):
+    def encoder_bug_on_p03(path, rgb, alpha=None, **options):
         if path.name == "p03.png":
             raise RuntimeError("encoder bug")
-        real_write(path, rgb, alpha)
+        real_write(path, rgb, alpha, **options)
 
     monkeypatch.setattr(batch, "write_image_atomic", encoder_bug_on_p03)
     with _time_limit(60):  # more files than the queues hold: a dead writer thread would hang here
