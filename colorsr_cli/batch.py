@@ -140,7 +140,19 @@ _POLL_SECONDS = 0.1  # how soon the threads notice a cancelled run
 def restore_files(jobs: list[ImageJob], restorer: Restorer, plan: OutputPlan,
                   on_result: Callable[[FileResult], None], max_pixels: int = 100_000_000,
                   prefetch: int = 8) -> list[FileResult]:
-    """Restore every job; returns (and reports through on_result, always on the calling
+    """Plan (plan_outputs) and restore every job: restore_planned on plan_outputs' answer."""
+    return restore_planned(list(plan_outputs(jobs, plan)), restorer, plan, on_result, max_pixels, prefetch)
+
+
+def pending(planned: list[tuple[ImageJob, Path | FileResult]]) -> int:
+    """How many of plan_outputs' answers are work to do (not already a final result)."""
+    return sum(not isinstance(target, FileResult) for _, target in planned)
+
+
+def restore_planned(planned: list[tuple[ImageJob, Path | FileResult]], restorer: Restorer,
+                    plan: OutputPlan, on_result: Callable[[FileResult], None],
+                    max_pixels: int = 100_000_000, prefetch: int = 8) -> list[FileResult]:
+    """Restore every planned job; returns (and reports through on_result, always on the calling
     thread) one FileResult per job.
 
     If anything interrupts the run (Ctrl-C, or an exception from on_result), every image
@@ -154,7 +166,7 @@ def restore_files(jobs: list[ImageJob], restorer: Restorer, plan: OutputPlan,
         on_result(result)
 
     todo = []
-    for job, target in plan_outputs(jobs, plan):
+    for job, target in planned:
         if isinstance(target, FileResult):
             report(target)
         else:

@@ -35,6 +35,18 @@ def tiny_weights(tmp_path_factory) -> tuple[Path, Path]:
     return folder / "color.pt", folder / "sr.pt"
 
 
+@pytest.fixture(scope="session")
+def bicubic_sr_weights(tmp_path_factory) -> Path:
+    """An SR weight file whose network outputs exactly its bicubic skip (detail branch zeroed):
+    what comes out is the input's own colour, upscaled."""
+    sr = build_model("srgan_generator", {"channels": 8, "blocks": 1, "global_skip": True})
+    torch.nn.init.zeros_(sr.tail.weight)
+    torch.nn.init.zeros_(sr.tail.bias)
+    path = tmp_path_factory.mktemp("weights") / "bicubic_sr.pt"
+    save_weight_file(sr, path)
+    return path
+
+
 def photo_like(h: int, w: int, seed: int = 0, gray: bool = False) -> np.ndarray:
     """A smooth random image (uint8, (h, w, 3) or (h, w)) that compresses like a photo."""
     rng = np.random.default_rng(seed)
