@@ -461,3 +461,54 @@ def test_any_mode_size_and_format_goes_through_the_pipeline(case, restorer, tmp_
     with Image.open(tmp_path / "out.png") as written:
         assert written.size == (4 * width, 4 * height)
         assert written.mode == ("RGB" if alpha is None else "RGBA")
+
+
+def test_each_output_is_written_while_the_next_images_are_restored(tiny_weights, tmp_path, monkeypatch):
+    """Images larger than a tile go one per batch (their tiles batch together), and each is
+    written and reported before the run ends: the first output exists while later images are
+    still being restored."""
+    restorer = _restorer(tiny_weights, batch_size=16)  # tile 32: 48x48 images need 4 tiles
+    for k in range(6):
+        _save(tmp_path / "in" / f"p{k}.png", photo_like(48, 48, k, gray=True))
+    real_restore, calls, reported = restorer.restore, [], []
+
+    def restore(images, *flags):
+        calls.append(len(images))
+        if len(calls) == 4:  # by now the first output must be on disk and reported
+            deadline = time.monotonic() + 10
+            while not (tmp_path / "out" / "p0.png").exists():
+                assert time.monotonic() < deadline, "the first output was held back"
+                time.sleep(0.01)
+        return real_restore(images, *flags)
+
+    monkeypatch.setattr(restorer, "restore", restore)
+    restore_files(find_images([str(tmp_path / "in")])[0], restorer, OutputPlan(tmp_path / "out"),
+                  lambda result: reported.append((len(calls), result.source.name)))
+    assert calls == [1] * 6
+    assert reported[0][0] < 6, "results were reported only at the end"
+    assert sorted(name for _, name in reported) == [f"p{k}.png" for k in range(6)]
+
+
+def test_ctrl_c_still_writes_every_image_restored_before_it(tiny_weights, tmp_path, monkeypatch):
+    """A slow encoder lags behind: when Ctrl-C comes during the fourth image, none of the three
+    restored ones is written yet; they are written all the same."""
+    restorer, out = _restorer(tiny_weights), tmp_path / "out"
+    real_restore, real_write, calls = restorer.restore, batch.write_image_atomic, []
+    interrupted = threading.Event()
+
+    def ctrl_c_on_the_fourth(images, *flags):
+        calls.append(1)
+        if len(calls) == 4:
+            interrupted.set()
+            raise KeyboardInterrupt
+        return real_restore(images, *flags)
+
+    def slow_write(*args, **kwargs):
+        interrupted.wait(10)
+        real_write(*args, **kwargs)
+
+    monkeypatch.setattr(restorer, "restore", ctrl_c_on_the_fourth)
+    monkeypatch.setattr(batch, "write_image_atomic", slow_write)
+    with pytest.raises(KeyboardInterrupt):
+        restore_files(_gray_jobs(tmp_path / "in", 8), restorer, OutputPlan(out), lambda result: None)
+    assert sorted(os.listdir(out)) == ["p00.png", "p01.png", "p02.png"]
