@@ -523,3 +523,23 @@ def test_holdout_split_does_not_follow_the_training_seed(data_dir, tmp_path, mon
     assert seen == [7]
     log = [json.loads(line) for line in (tmp_path / "b" / "metrics.jsonl").read_text().splitlines()]
     assert [e["changed"] for e in log if e.get("event") == "resumed"][-1] == {"max_steps": [1, 2]}
+
+
+def test_both_trainers_say_how_many_photos_they_found_and_held_out(data_dir, tmp_path):
+    import re
+
+    from colorsr_cli.train.common import Reporter
+
+    events = []
+    reporter = Reporter(on_event=events.append)
+    train_color(ColorRecipe(data=str(data_dir), out=str(tmp_path / "c"), max_steps=1, width=8, disc_width=8,
+                            batch_size=4, device="cpu", threads=1), reporter=reporter)
+    train_sr(SRRecipe(data=str(data_dir), out=str(tmp_path / "s"), max_steps=1, hr_size=32, channels=8,
+                      blocks=1, disc_width=8, batch_size=2, perceptual="features", device="cpu", threads=1),
+             reporter=reporter)
+    found = [re.search(r"(\d+) photos found in .*: (\d+) for training, (\d+) held out for validation", e)
+             for e in events]
+    counts = [tuple(map(int, m.groups())) for m in found if m]
+    assert len(counts) == 2, events
+    assert all(n == train + val and val >= 1 for n, train, val in counts)
+    assert counts[0][0] == 31  # 24 + 6 photos and the corrupt file (skipped when decoded)
