@@ -275,8 +275,9 @@ def _summary_lines(results, own, kept: int, plan) -> list[str]:
 @app.command()
 def video(
     source: Path = typer.Argument(..., help="The film to restore (any format ffmpeg/OpenCV can read)."),
-    out_path: Path | None = typer.Option(None, "--out", "-o", help="Output video, or a folder for it "
-                                         "(default: <input stem>_colorsr.mp4 next to the input)."),
+    out_path: str | None = typer.Option(None, "--out", "-o", help="Output video, or a folder for it "
+                                        "(an existing one, or a name ending in /: created) "
+                                        "(default: <input stem>_colorsr.mp4 next to the input)."),
     start: float = typer.Option(0.0, "--start", min=0, help="Start this many seconds into the film."),
     end: float | None = typer.Option(None, "--end", min=0, help="Stop this many seconds into the film "
                                      "(default: its end)."),
@@ -314,6 +315,7 @@ def video(
         check_output,
         find_ffmpeg,
         frame_span,
+        make_output_folder,
         probe_video,
         restore_video,
         video_output_path,
@@ -326,6 +328,7 @@ def video(
     target = video_output_path(source, out_path)
     try:  # before any model is loaded: a wrong file, span or existing output fails fast
         check_output(source, target, overwrite)
+        make_output_folder(target)
         info = probe_video(source, find_ffmpeg())
         frame_span(info, start, end)
     except ColorsrError as exc:
@@ -389,14 +392,14 @@ def weights_list(as_json: bool = typer.Option(False, "--json")) -> None:
     Example: [bold]colorsr weights list[/]"""
     from colorsr_cli.weights import is_present, load_manifest
 
-    entries = load_manifest()
+    entries = [e for _, e in sorted(load_manifest().items())]
     if as_json:
-        out.print_json(json.dumps([asdict(e) | {"present": is_present(e)} for e in entries.values()]))
+        out.print_json(json.dumps([asdict(e) | {"present": is_present(e)} for e in entries]))
         return
     table = Table(title="colorsr weights")
     for col in ("name", "task", "default", "size", "where", "present"):
         table.add_column(col)
-    for e in entries.values():
+    for e in entries:
         table.add_row(e.name, e.task, "yes" if e.default else "", f"{e.size / 1e6:.1f} MB",
                       "bundled" if e.bundled else "download", "yes" if is_present(e) else "no")
     out.print(table)
@@ -439,11 +442,12 @@ def weights_verify(names: list[str] = typer.Argument(None, help="Names to check 
 
     entries = load_manifest()
     bad = False
-    for name in names or [n for n, e in entries.items() if is_present(e)]:
+    for name in names or sorted(n for n, e in entries.items() if is_present(e)):
         ok, message = verify(_entry(name))
         bad |= not ok
         label = "[green]ok[/]" if ok else "[red]BAD[/]"
-        out.print(f"{label} {name}: {message}", highlight=False)
+        # One line per file, never wrapped: `ok NAME PATH` / `BAD NAME reason: PATH`, for grep and cut.
+        out.print(f"{label} {name} {message.removeprefix('ok: ')}", highlight=False, soft_wrap=True)
     if bad:
         raise typer.Exit(1)
 

@@ -270,7 +270,8 @@ def test_sr_only_is_colorize_never_and_color_only_is_scale_1(tiny_weights, bicub
     args = ["-w", str(tiny_weights[0]), "-w", str(bicubic_sr_weights), "--quiet"]
     r = runner.invoke(app, ["restore", str(root / "gray.png"), "-o", str(tmp_path / "s"), "--sr-only", *args])
     assert r.exit_code == 0 and _chroma_gap(tmp_path / "s" / "gray.png", images["gray.png"]) < 1.0
-    r = runner.invoke(app, ["restore", str(root / "gray.png"), "-o", str(tmp_path / "c"), "--color-only", *args])
+    r = runner.invoke(app, ["restore", str(root / "gray.png"), "-o", str(tmp_path / "c"), "--color-only",
+                            *args])
     assert r.exit_code == 0 and Image.open(tmp_path / "c" / "gray.png").size == (64, 48)
     for bad in (["--color-only", "--scale", "2"], ["--sr-only", "--colorize", "always"],
                 ["--colorize", "never", "--scale", "1"]):
@@ -337,3 +338,51 @@ def test_png_is_written_fast_by_default_and_png_level_changes_it(tiny_weights, p
     assert _restore([img, "-o", str(tmp_path / "b"), "--png-level", "9"], tiny_weights).exit_code == 0
     assert _png_zlib_level(tmp_path / "a" / "gray64.png") == 0
     assert _png_zlib_level(tmp_path / "b" / "gray64.png") == 3
+
+
+def test_weights_verify_prints_one_unwrapped_line_per_file_and_list_is_sorted():
+    r = runner.invoke(app, ["weights", "verify"], terminal_width=40)  # paths are longer than 40
+    assert r.exit_code == 0, r.output
+    lines = r.stdout.splitlines()
+    assert lines and all(len(line.split(" ")) == 3 and line.split(" ")[0] == "ok" for line in lines), lines
+    assert all(line.split(" ")[2].endswith(".pt") for line in lines)
+    listed = [e["name"] for e in json.loads(runner.invoke(app, ["weights", "list", "--json"]).stdout)]
+    assert listed == sorted(listed) and len(listed) > 3
+
+
+def test_doctor_says_which_precision_is_used():
+    from colorsr_cli.devices import cpu_has_native_bf16
+
+    checks = {c["name"]: c for c in json.loads(runner.invoke(app, ["doctor", "--json"]).stdout)}
+    expected = "cpu: bf16 used" if cpu_has_native_bf16() else "cpu: fp32 (bf16 not native here)"
+    assert checks["precision"]["detail"].startswith(expected)
+
+
+def test_help_at_80_columns_cuts_no_option_name():
+    import typer.main
+
+    def leaves(cmd, path):
+        for name, sub in getattr(cmd, "commands", {}).items():
+            yield from leaves(sub, [*path, name])
+        if not hasattr(cmd, "commands"):
+            yield path
+
+    for path in leaves(typer.main.get_command(app), []):
+        text = runner.invoke(app, [*path, "--help"], terminal_width=80, env={"COLUMNS": "80"}).output
+        assert max(map(len, text.splitlines())) <= 80, path
+        assert "…" not in text, f"colorsr {' '.join(path)} --help cuts something at 80 columns"
+
+
+def test_training_progress_keeps_steps_and_times_at_80_columns():
+    from rich.console import Console
+
+    from colorsr_cli.cli_train import training_progress
+
+    screen = Console(width=80, record=True, force_terminal=True)
+    progress = training_progress(screen)
+    task = progress.add_task("train", total=30000,
+                             metrics="loss_g 12.3  loss_d 0.512  l1 0.0734  val_l1 0.0812  lr 0.0002")
+    progress.update(task, completed=4000)
+    screen.print(progress.get_renderable())
+    text = screen.export_text(styles=False)
+    assert "4000/30000" in text and "0:00:00" in text and "lr 0.0002" in text and "…" not in text

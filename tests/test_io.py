@@ -605,7 +605,8 @@ def test_an_image_without_metadata_gets_only_the_marker(tmp_path: Path):
     decoded = read_image(_save(tmp_path / "plain.png", _noise(8, 8)))
     assert decoded.metadata.icc_profile is None and decoded.metadata.dpi is None
     assert not made_by_colorsr(tmp_path / "plain.png")
-    write_image_atomic(tmp_path / "out.png", decoded.rgb, metadata=decoded.metadata.for_output(1, "colorsr 9"))
+    write_image_atomic(tmp_path / "out.png", decoded.rgb,
+                       metadata=decoded.metadata.for_output(1, "colorsr 9"))
     assert made_by_colorsr(tmp_path / "out.png")
     with Image.open(tmp_path / "out.png") as out:
         assert out.info["Software"] == "colorsr 9" and "icc_profile" not in out.info

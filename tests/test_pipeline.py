@@ -132,7 +132,8 @@ def test_keep_colour_only_upscales_colour_photos_and_colourises_the_rest(models,
     def chw(a):
         return torch.from_numpy(a.transpose(2, 0, 1).copy()).float() / 255
 
-    colour, gray = chw(photo_like(48, 64, 1)), chw(np.repeat(photo_like(48, 64, 2, gray=True)[..., None], 3, 2))
+    colour = chw(photo_like(48, 64, 1))
+    gray = chw(np.repeat(photo_like(48, 64, 2, gray=True)[..., None], 3, 2))
     sepia = chw(toned_like(48, 64, 8, 22, seed=3))
     auto = Restorer(models[0], bicubic_sr, RestoreOptions(keep_colour=True, tile=0))
     assert [auto.colourises(x) for x in (colour, gray, sepia)] == [False, True, True]
