@@ -23,8 +23,8 @@ from colorsr_cli import __version__
 from colorsr_cli.errors import ColorsrError
 from colorsr_cli.io import (
     PNG_LEVEL,
-    DecodedImage,
     ImageJob,
+    ImageMetadata,
     made_by_colorsr,
     output_folder_problem,
     output_path_for,
@@ -124,10 +124,16 @@ def claim_outputs(jobs: list[ImageJob], plan: OutputPlan) -> tuple[list[ImageJob
 
 @dataclass
 class _Decoded:
+    """One input on its way through: what the output needs of the decoded file. The decoded
+    (H, W, 3) array itself is dropped once it is a (3, H, W) tensor: for a large scan it is a
+    second copy of the pixels."""
+
     job: ImageJob
     out: Path
-    image: DecodedImage | None = None
-    tensor: torch.Tensor | None = None  # image.rgb as (3, H, W)
+    tensor: torch.Tensor | None = None  # the decoded RGB, (3, H, W) float32 in [0, 1]
+    alpha: np.ndarray | None = None
+    notes: list[str] = field(default_factory=list)
+    metadata: ImageMetadata = field(default_factory=ImageMetadata)
     colourise: bool = True  # Restorer.colourises(tensor), decided on the reading thread
     kept_colour: bool = False  # not colourised although a colouriser runs: a colour photo
     error: str = ""
@@ -214,8 +220,10 @@ def _read_all(todo: list, restorer: Restorer, max_pixels: int, out: queue.Queue,
     for job, target in todo:
         item = _Decoded(job, target)
         try:
-            item.image = read_image(job.source, max_pixels)
-            item.tensor = to_tensor(item.image.rgb)
+            decoded = read_image(job.source, max_pixels)
+            item.tensor, item.alpha = to_tensor(decoded.rgb), decoded.alpha
+            item.notes, item.metadata = decoded.notes, decoded.metadata
+            del decoded
             item.colourise = restorer.colourises(item.tensor)
             item.kept_colour = restorer.colorizer is not None and not item.colourise
         except ColorsrError as exc:
@@ -311,7 +319,7 @@ def _restore_failure(item: _Decoded, exc: BaseException, restorer: Restorer) -> 
     message = str(exc)
     if isinstance(exc, (MemoryError, torch.OutOfMemoryError)) or "can't allocate memory" in message:
         opts = restorer.options
-        smaller = [f"--tile {max(64, opts.tile // 2)}" if opts.tile else "--tile 256"]
+        smaller = [f"--tile {max(16, opts.tile // 2)}" if opts.tile else "--tile 256"]
         if opts.scale > 1:
             smaller.append(f"--scale {opts.scale // 2}")
         return (f"{item.job.source}: out of memory restoring {w}x{h} at scale {opts.scale} "
@@ -337,15 +345,14 @@ def _write_all(encoded: queue.Queue, written: queue.SimpleQueue, plan: OutputPla
 
 def _write_one(item: _Decoded, result: torch.Tensor | str, plan: OutputPlan) -> FileResult:
     """Write one restored image (or pass its restore error on) and say how it went."""
-    source, notes = item.job.source, item.image.notes
+    source, notes = item.job.source, item.notes
     if isinstance(result, str):
         return FileResult(source, None, "failed", result, notes)
     try:
-        alpha = _resize_alpha(item.image.alpha, result.shape[-2:])
-        scale = result.shape[-1] / item.image.rgb.shape[1]
+        alpha = _resize_alpha(item.alpha, result.shape[-2:])
+        scale = result.shape[-1] / item.tensor.shape[-1]
         write_image_atomic(item.out, to_image(result), alpha,
-                           metadata=item.image.metadata.for_output(scale, SOFTWARE),
-                           png_level=plan.png_level)
+                           metadata=item.metadata.for_output(scale, SOFTWARE), png_level=plan.png_level)
     except ColorsrError as exc:
         return FileResult(source, None, "failed", str(exc), notes)
     except Exception as exc:  # noqa: BLE001 - an encoder bug fails this file, not the run

@@ -145,8 +145,8 @@ def restore(
         from colorsr_cli.pipeline import RestoreOptions, Restorer
 
         dev = resolve_device(device, shard.local_rank)
-        options = RestoreOptions(mode=mode, scale=scale, keep_colour=keep_colour, tile_pad=tile_pad,
-                                 color_size=color_size, saturation=saturation,
+        options = RestoreOptions(mode=mode, scale=scale, keep_colour=keep_colour, uint8_output=True,
+                                 tile_pad=tile_pad, color_size=color_size, saturation=saturation,
                                  **device_options(dev, tile, batch_size, precision))
         color, sr = load_models(weights, color_weights, sr_weights, need_color=mode != "sr-only",
                                 need_sr=mode != "color-only" and scale > 1, model=model)

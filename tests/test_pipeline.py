@@ -1,3 +1,4 @@
+from dataclasses import replace
 from types import SimpleNamespace
 
 import numpy as np
@@ -269,3 +270,16 @@ def test_single_tile_images_skip_the_canvas(tiny_weights, monkeypatch):
     assert made == []
     tiled = Restorer(None, sr, RestoreOptions(mode="sr-only", tile=16, tile_pad=8)).restore([x])[0]
     assert len(made) == 1 and torch.allclose(whole, tiled, atol=2 / 255)
+
+
+def test_uint8_output_is_the_float_output_rounded(models):
+    """uint8_output (the restore command's) assembles tiles into a uint8 canvas: the same
+    pixels as the float path, rounded, at every scale."""
+    imgs = [torch.rand(3, 45, 70), torch.rand(3, 20, 24)]  # tiled, and one window
+    for scale in (1, 2, 4):
+        opts = RestoreOptions(scale=scale, tile=24, tile_pad=6)
+        floats = Restorer(*models, opts).restore(imgs)
+        uint8s = Restorer(*models, replace(opts, uint8_output=True)).restore(imgs)
+        for f, u in zip(floats, uint8s):
+            assert u.dtype == torch.uint8 and u.shape == f.shape
+            assert (u.int() - (f * 255).round().int()).abs().max() <= 1

@@ -512,3 +512,30 @@ def test_ctrl_c_still_writes_every_image_restored_before_it(tiny_weights, tmp_pa
     with pytest.raises(KeyboardInterrupt):
         restore_files(_gray_jobs(tmp_path / "in", 8), restorer, OutputPlan(out), lambda result: None)
     assert sorted(os.listdir(out)) == ["p00.png", "p01.png", "p02.png"]
+
+
+def test_out_of_memory_is_one_line_naming_the_file_and_the_options_that_help(tiny_weights, tmp_path,
+                                                                             monkeypatch):
+    """Under a (forced, small) memory limit the big scan fails with one line that names it and
+    says which options need less; the small photo is restored and the run goes on."""
+    from colorsr_cli import tiling
+
+    real_init = tiling.TileCanvas.__init__
+
+    def limited(self, channels, height, width, pad, scale, *args, **kwargs):
+        wanted = channels * height * width * scale * scale
+        if wanted > 100_000:
+            raise RuntimeError(f"[enforce fail at alloc_cpu.cpp:117] data. DefaultCPUAllocator: can't "
+                               f"allocate memory: you tried to allocate {wanted} bytes. Error code 12")
+        real_init(self, channels, height, width, pad, scale, *args, **kwargs)
+
+    monkeypatch.setattr(tiling.TileCanvas, "__init__", limited)
+    _save(tmp_path / "in" / "big.png", photo_like(96, 128, 1, gray=True))
+    _save(tmp_path / "in" / "small.png", photo_like(16, 16, 2, gray=True))
+    result = runner.invoke(app, ["restore", str(tmp_path / "in"), "-o", str(tmp_path / "out"), "--tile", "32",
+                                 "-w", str(tiny_weights[0]), "-w", str(tiny_weights[1])])
+    assert result.exit_code == 1
+    failed = _failed_lines(result.stderr)
+    assert failed == [f"failed {tmp_path / 'in' / 'big.png'}: out of memory restoring 128x96 at scale 4 "
+                      "(try --tile 16 or --scale 2)"]
+    assert os.listdir(tmp_path / "out") == ["small.png"]
