@@ -78,8 +78,8 @@ def restore(
                                       "(default: '' with --out, '_colorsr' without)."),
     ext: Ext | None = typer.Option(None, "--ext", help="Output format (default: the input's)."),
     scale: int | None = typer.Option(None, "--scale", "-s", help="Output size relative to the input: "
-                                     "4 (default), 2 (upscales the input halved: a quarter of the "
-                                     "work) or 1 (no upscaling)."),
+                                     "4 (default), 2 (the x4 network's tiles reduced as they are "
+                                     "made) or 1 (no upscaling)."),
     colorize: Colorize | None = typer.Option(None, "--colorize", help="auto (default): colourise "
                                              "gray and toned photos, keep colour photos' colour; "
                                              "always; never."),

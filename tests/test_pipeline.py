@@ -145,16 +145,23 @@ def test_keep_colour_only_upscales_colour_photos_and_colourises_the_rest(models,
     assert always.colourises(colour) and _chroma_error(always.restore([colour])[0], colour) > 2
 
 
-def test_scale_1_runs_no_sr_and_scale_2_super_resolves_the_halved_input(models):
-    """--scale 1 loads and runs no SR network; --scale 2 feeds it the input reduced 2x, a
-    quarter of the pixels of --scale 4's."""
+def test_scale_1_runs_no_sr_and_scale_2_blends_at_the_output_size(models, monkeypatch):
+    """--scale 1 loads and runs no SR network; --scale 2 runs it on the whole input (reducing the
+    input first lost 4 dB, see super_resolve) and reduces each tile's x4 output before blending,
+    so the canvas is made at x2: the result is the x4 result reduced 2x, up to the blending."""
+    from colorsr_cli import pipeline
+
     assert Restorer(*models, RestoreOptions(scale=1)).sr is None
-    seen = {}
-    for scale in (2, 4):
-        restorer = Restorer(*models, RestoreOptions(scale=scale, tile=0))
-        restorer.sr.register_forward_hook(lambda m, args, out, s=scale: seen.update({s: args[0].shape}))
-        assert restorer.restore([torch.rand(3, 64, 80)])[0].shape == (3, 64 * scale, 80 * scale)
-    assert tuple(seen[4][-2:]) == (64, 80) and tuple(seen[2][-2:]) == (32, 40)
+    made, real = [], pipeline.TileCanvas
+    monkeypatch.setattr(pipeline, "TileCanvas", lambda *a, **k: made.append(a[4]) or real(*a, **k))
+    img = torch.rand(3, 64, 80)
+    outs = {scale: Restorer(*models, RestoreOptions(scale=scale, tile=32, tile_pad=8)).restore([img])[0]
+            for scale in (2, 4)}
+    assert made == [2, 4] and outs[2].shape == (3, 128, 160)
+    reduced = torch.nn.functional.avg_pool2d(outs[4][None], 2)[0]
+    assert (outs[2] - reduced).abs().max() < 2 / 255
+    whole = {scale: Restorer(*models, RestoreOptions(scale=scale, tile=0)).restore([img])[0] for scale in (2, 4)}
+    assert torch.allclose(whole[2], torch.nn.functional.avg_pool2d(whole[4][None], 2)[0], atol=1e-6)
 
 
 def test_working_input_pads_to_multiple():
