@@ -339,8 +339,8 @@ def video(
                                  tile_pad=tile_pad, color_size=color_size,
                                  saturation=saturation,
                                  **device_options(dev, tile, batch_size, precision))
-        color, sr = load_models(weights, color_weights, sr_weights, need_color=True, need_sr=not color_only,
-                                model=model)
+        color, sr = load_models(weights, color_weights, sr_weights, need_color=True,
+                                need_sr=not color_only and scale > 1, model=model)
         restorer = Restorer(color, sr, options, dev)
     except ColorsrError as exc:
         raise fail(str(exc)) from None

@@ -160,7 +160,8 @@ def test_scale_1_runs_no_sr_and_scale_2_blends_at_the_output_size(models, monkey
     assert made == [2, 4] and outs[2].shape == (3, 128, 160)
     reduced = torch.nn.functional.avg_pool2d(outs[4][None], 2)[0]
     assert (outs[2] - reduced).abs().max() < 2 / 255
-    whole = {scale: Restorer(*models, RestoreOptions(scale=scale, tile=0)).restore([img])[0] for scale in (2, 4)}
+    whole = {scale: Restorer(*models, RestoreOptions(scale=scale, tile=0)).restore([img])[0]
+             for scale in (2, 4)}
     assert torch.allclose(whole[2], torch.nn.functional.avg_pool2d(whole[4][None], 2)[0], atol=1e-6)
 
 
