@@ -1,7 +1,11 @@
 """Restoring many files: decode ahead on a thread, restore in batches, encode behind on a
 thread, report one result per file. Bounded queues keep memory flat on any folder size; a
 bad file becomes a failed result and the run goes on; outputs are written atomically, and an
-interrupted run leaves only complete outputs (a rerun skips them and does the rest)."""
+interrupted run leaves only complete outputs (a rerun skips them and does the rest).
+
+Batches never wait for work: a batch is the next decoded image plus whatever small images are
+already decoded, so each output is written as soon as its batch is done, and Ctrl-C still
+writes every image that was finished before it."""
 
 from __future__ import annotations
 
@@ -15,9 +19,22 @@ from typing import Literal
 import numpy as np
 import torch
 
+from colorsr_cli import __version__
 from colorsr_cli.errors import ColorsrError
-from colorsr_cli.io import DecodedImage, ImageJob, output_path_for, read_image, write_image_atomic
+from colorsr_cli.io import (
+    PNG_LEVEL,
+    ImageJob,
+    ImageMetadata,
+    made_by_colorsr,
+    output_folder_problem,
+    output_path_for,
+    read_image,
+    write_image_atomic,
+)
 from colorsr_cli.pipeline import Restorer, resize, to_image, to_tensor
+
+DEFAULT_SUFFIX = "_colorsr"  # what outputs written next to their inputs are called
+SOFTWARE = f"colorsr {__version__}"  # the marker in every output's metadata (io.made_by_colorsr)
 
 Status = Literal["done", "skipped", "failed"]
 
@@ -29,6 +46,7 @@ class FileResult:
     status: Status
     reason: str = ""
     notes: list[str] = field(default_factory=list)
+    kept_colour: bool = False  # a colour photo that was only upscaled, not colourised
 
 
 @dataclass(frozen=True)
@@ -37,14 +55,37 @@ class OutputPlan:
     suffix: str = ""
     ext: str | None = None
     overwrite: bool = False
+    png_level: int = PNG_LEVEL
+
+
+OWN_OUTPUT = "an output of colorsr (its name or metadata says so): not restored again"
+
+
+def own_outputs(jobs: list[ImageJob], suffix: str) -> set[Path]:
+    """The sources among jobs that are this tool's outputs: their metadata carries our marker,
+    or their name is another job's name plus the output suffix ('x_colorsr.png' next to 'x.jpg')."""
+    stems = {(job.source.parent, job.source.stem) for job in jobs}
+    suffixes = {suffix, DEFAULT_SUFFIX} - {""}
+
+    def named_like_an_output(source: Path) -> bool:
+        return any(source.stem.endswith(s) and (source.parent, source.stem[:-len(s)]) in stems
+                   for s in suffixes)
+
+    return {job.source for job in jobs if named_like_an_output(job.source) or made_by_colorsr(job.source)}
 
 
 def plan_outputs(jobs: list[ImageJob], plan: OutputPlan) -> Iterator[tuple[ImageJob, Path | FileResult]]:
-    """Each job with its output path, or with a final result (skipped: output exists; failed:
-    output would overwrite an input or collide with another job's output)."""
-    sources = {job.source.resolve() for job in jobs}
+    """Each job with its output path, or with a final result (skipped: output exists, or the
+    input is one of our outputs; failed: output would overwrite an input, collide with another
+    job's output, or its folder cannot be written)."""
+    ours = own_outputs(jobs, plan.suffix)
+    sources = {job.source.resolve() for job in jobs if job.source not in ours}
     claimed: dict[Path, Path] = {}
+    folders: dict[Path, str | None] = {}
     for job in jobs:
+        if job.source in ours:
+            yield job, FileResult(job.source, None, "skipped", OWN_OUTPUT)
+            continue
         try:
             out = output_path_for(job, plan.out_dir, plan.suffix, plan.ext)
         except ColorsrError as exc:
@@ -61,7 +102,10 @@ def plan_outputs(jobs: list[ImageJob], plan: OutputPlan) -> Iterator[tuple[Image
             yield job, FileResult(job.source, out, "skipped", "output exists (use --overwrite)")
         else:
             claimed[key] = job.source
-            yield job, out
+            if out.parent not in folders:
+                folders[out.parent] = output_folder_problem(out.parent)
+            problem = folders[out.parent]
+            yield job, out if problem is None else FileResult(job.source, out, "failed", f"{out}: {problem}")
 
 
 def claim_outputs(jobs: list[ImageJob], plan: OutputPlan) -> tuple[list[ImageJob], list[FileResult]]:
@@ -80,9 +124,18 @@ def claim_outputs(jobs: list[ImageJob], plan: OutputPlan) -> tuple[list[ImageJob
 
 @dataclass
 class _Decoded:
+    """One input on its way through: what the output needs of the decoded file. The decoded
+    (H, W, 3) array itself is dropped once it is a (3, H, W) tensor: for a large scan it is a
+    second copy of the pixels."""
+
     job: ImageJob
     out: Path
-    image: DecodedImage | None = None
+    tensor: torch.Tensor | None = None  # the decoded RGB, (3, H, W) float32 in [0, 1]
+    alpha: np.ndarray | None = None
+    notes: list[str] = field(default_factory=list)
+    metadata: ImageMetadata = field(default_factory=ImageMetadata)
+    colourise: bool = True  # Restorer.colourises(tensor), decided on the reading thread
+    kept_colour: bool = False  # not colourised although a colouriser runs: a colour photo
     error: str = ""
 
 
@@ -93,12 +146,25 @@ _POLL_SECONDS = 0.1  # how soon the threads notice a cancelled run
 def restore_files(jobs: list[ImageJob], restorer: Restorer, plan: OutputPlan,
                   on_result: Callable[[FileResult], None], max_pixels: int = 100_000_000,
                   prefetch: int = 8) -> list[FileResult]:
-    """Restore every job; returns (and reports through on_result, always on the calling
+    """Plan (plan_outputs) and restore every job: restore_planned on plan_outputs' answer."""
+    return restore_planned(list(plan_outputs(jobs, plan)), restorer, plan, on_result, max_pixels, prefetch)
+
+
+def pending(planned: list[tuple[ImageJob, Path | FileResult]]) -> int:
+    """How many of plan_outputs' answers are work to do (not already a final result)."""
+    return sum(not isinstance(target, FileResult) for _, target in planned)
+
+
+def restore_planned(planned: list[tuple[ImageJob, Path | FileResult]], restorer: Restorer,
+                    plan: OutputPlan, on_result: Callable[[FileResult], None],
+                    max_pixels: int = 100_000_000, prefetch: int = 8) -> list[FileResult]:
+    """Restore every planned job; returns (and reports through on_result, always on the calling
     thread) one FileResult per job.
 
-    If anything interrupts the run (Ctrl-C, or an exception from on_result), the file being
-    written is finished, queued ones are dropped and the exception propagates: every output on
-    disk is then complete, and no thread of this run is left writing."""
+    If anything interrupts the run (Ctrl-C, or an exception from on_result), every image
+    already restored is still written (a second interrupt: only the file being written),
+    queued inputs are dropped and the exception propagates: every output on disk is then
+    complete, and no thread of this run is left writing."""
     results: list[FileResult] = []
 
     def report(result: FileResult) -> None:
@@ -106,21 +172,22 @@ def restore_files(jobs: list[ImageJob], restorer: Restorer, plan: OutputPlan,
         on_result(result)
 
     todo = []
-    for job, target in plan_outputs(jobs, plan):
+    for job, target in planned:
         if isinstance(target, FileResult):
             report(target)
         else:
             todo.append((job, target))
 
     decoded: queue.Queue = queue.Queue(maxsize=prefetch)
-    encoded: queue.Queue = queue.Queue(maxsize=prefetch)
+    # Restored images wait here for the writer; few, as each may be a large full-size image.
+    encoded: queue.Queue = queue.Queue(maxsize=2)
     written: queue.SimpleQueue[FileResult] = queue.SimpleQueue()
-    cancel, writer_done = threading.Event(), threading.Event()
-    reader = threading.Thread(target=_read_all, args=(todo, max_pixels, decoded, cancel),
+    cancel, abort, writer_done = threading.Event(), threading.Event(), threading.Event()
+    reader = threading.Thread(target=_read_all, args=(todo, restorer, max_pixels, decoded, cancel),
                               name="colorsr-reader", daemon=True)
     # Not a daemon: should the process exit mid-write (a second Ctrl-C), Python waits for that
     # one file, so its temp file is renamed or removed instead of being left behind.
-    writer = threading.Thread(target=_write_all, args=(encoded, written, cancel, writer_done),
+    writer = threading.Thread(target=_write_all, args=(encoded, written, plan, abort, writer_done),
                               name="colorsr-writer")
     reader.start()
     writer.start()
@@ -129,23 +196,36 @@ def restore_files(jobs: list[ImageJob], restorer: Restorer, plan: OutputPlan,
     try:
         for batch in _batches(decoded, restorer, report):
             for item, result in _restore_batch(restorer, batch):
-                encoded.put((item, result))
+                _put_unless_cancelled(encoded, (item, result), abort)
             _report_all(written, report)
         encoded.put(_DONE)
         writer_done.wait()
     except BaseException:
-        cancel.set()
-        writer_done.wait()
+        cancel.set()  # the reader stops; the writer writes what is restored, then stops
+        try:
+            _put_unless_cancelled(encoded, _DONE, writer_done)
+            writer_done.wait()
+        except BaseException:  # a second interrupt: only the file in hand is finished
+            abort.set()
+            writer_done.wait()
+            raise
+        _report_all(written, report)
         raise
     _report_all(written, report)
     return results
 
 
-def _read_all(todo: list, max_pixels: int, out: queue.Queue, cancel: threading.Event) -> None:
+def _read_all(todo: list, restorer: Restorer, max_pixels: int, out: queue.Queue,
+              cancel: threading.Event) -> None:
     for job, target in todo:
         item = _Decoded(job, target)
         try:
-            item.image = read_image(job.source, max_pixels)
+            decoded = read_image(job.source, max_pixels)
+            item.tensor, item.alpha = to_tensor(decoded.rgb), decoded.alpha
+            item.notes, item.metadata = decoded.notes, decoded.metadata
+            del decoded
+            item.colourise = restorer.colourises(item.tensor)
+            item.kept_colour = restorer.colorizer is not None and not item.colourise
         except ColorsrError as exc:
             item.error = str(exc)
         except Exception as exc:  # noqa: BLE001 - a decoder bug must not end the run
@@ -176,70 +256,109 @@ def _report_all(written: queue.SimpleQueue, report: Callable[[FileResult], None]
 
 
 def _batches(decoded: queue.Queue, restorer: Restorer, report) -> Iterator[list[_Decoded]]:
-    """Group decoded images: up to batch_size images, or fewer once their pixels would fill a
-    batch of tiles, so one huge image never waits for others."""
+    """Group decoded images without waiting for any: the next image, plus the small ones (each
+    within one SR tile) already decoded behind it, up to batch_size images or a batch of tiles'
+    worth of pixels. An image that needs several tiles goes alone (its tiles batch together)."""
     opts = restorer.options
-    budget = max(1, opts.batch_size) * max(opts.tile, 64) ** 2
-    batch: list[_Decoded] = []
-    pixels = 0
-    while (item := decoded.get()) is not _DONE:
-        if item.error:
-            report(FileResult(item.job.source, None, "failed", item.error))
-            continue
-        batch.append(item)
-        pixels += item.image.rgb.shape[0] * item.image.rgb.shape[1]
-        if len(batch) >= opts.batch_size or pixels >= budget:
+    tile = max(opts.tile, 64)
+    budget = max(1, opts.batch_size) * tile ** 2
+    pending: list[_Decoded] = []  # decoded, not yet batched
+    finished = False
+    while pending or not finished:
+        if not pending:
+            item = decoded.get()
+            if item is _DONE:
+                return
+            pending.append(item)
+        while not finished and len(pending) < opts.batch_size:  # take what is ready, no waiting
+            try:
+                item = decoded.get_nowait()
+            except queue.Empty:
+                break
+            if item is _DONE:
+                finished = True
+            else:
+                pending.append(item)
+        batch, pixels = [], 0
+        while pending:
+            item = pending[0]
+            if item.error:
+                report(FileResult(item.job.source, None, "failed", item.error))
+                pending.pop(0)
+                continue
+            h, w = item.tensor.shape[-2:]
+            small = opts.tile <= 0 or max(h, w) <= opts.tile
+            if batch and (not small or len(batch) >= opts.batch_size or pixels + h * w > budget):
+                break
+            batch.append(pending.pop(0))
+            pixels += h * w
+            if not small:
+                break
+        if batch:
             yield batch
-            batch, pixels = [], 0
-    if batch:
-        yield batch
 
 
 def _restore_batch(restorer: Restorer, batch: list[_Decoded]):
     """Yield (item, output RGB | error string). If the batch fails (e.g. out of memory), each
     image is retried alone so one bad image does not take the others with it."""
     try:
-        outputs = restorer.restore([to_tensor(item.image.rgb) for item in batch])
+        outputs = restorer.restore([item.tensor for item in batch], [item.colourise for item in batch])
         yield from zip(batch, outputs)
         return
-    except (RuntimeError, ValueError) as exc:
+    except (RuntimeError, ValueError, MemoryError) as exc:
         if len(batch) == 1:
-            yield batch[0], f"{batch[0].job.source}: restore failed: {str(exc).splitlines()[0]}"
+            yield batch[0], _restore_failure(batch[0], exc, restorer)
             return
     for item in batch:
         yield from _restore_batch(restorer, [item])
 
 
-def _write_all(encoded: queue.Queue, written: queue.SimpleQueue, cancel: threading.Event,
-               done: threading.Event) -> None:
-    """Write restored images until _DONE; once cancelled, stop after the file in hand."""
+def _restore_failure(item: _Decoded, exc: BaseException, restorer: Restorer) -> str:
+    """One line for a failed restore; for an allocation failure, the options that need less."""
+    h, w = item.tensor.shape[-2:]
+    message = str(exc)
+    if isinstance(exc, (MemoryError, torch.OutOfMemoryError)) or "can't allocate memory" in message:
+        opts = restorer.options
+        smaller = [f"--tile {max(16, opts.tile // 2)}" if opts.tile else "--tile 256"]
+        if opts.scale > 1:
+            smaller.append(f"--scale {opts.scale // 2}")
+        return (f"{item.job.source}: out of memory restoring {w}x{h} at scale {opts.scale} "
+                f"(try {' or '.join(smaller)})")
+    return f"{item.job.source}: restore failed: {message.splitlines()[0] if message else type(exc).__name__}"
+
+
+def _write_all(encoded: queue.Queue, written: queue.SimpleQueue, plan: OutputPlan,
+               abort: threading.Event, done: threading.Event) -> None:
+    """Write restored images until _DONE; once aborted, stop after the file in hand."""
     try:
-        while not cancel.is_set():
+        while not abort.is_set():
             try:
                 entry = encoded.get(timeout=_POLL_SECONDS)
             except queue.Empty:
                 continue
             if entry is _DONE:
                 return
-            written.put(_write_one(*entry))
+            written.put(_write_one(*entry, plan))
     finally:
         done.set()
 
 
-def _write_one(item: _Decoded, result: torch.Tensor | str) -> FileResult:
+def _write_one(item: _Decoded, result: torch.Tensor | str, plan: OutputPlan) -> FileResult:
     """Write one restored image (or pass its restore error on) and say how it went."""
-    source, notes = item.job.source, item.image.notes
+    source, notes = item.job.source, item.notes
     if isinstance(result, str):
         return FileResult(source, None, "failed", result, notes)
     try:
-        alpha = _resize_alpha(item.image.alpha, result.shape[-2:])
-        write_image_atomic(item.out, to_image(result), alpha)
+        alpha = _resize_alpha(item.alpha, result.shape[-2:])
+        scale = result.shape[-1] / item.tensor.shape[-1]
+        write_image_atomic(item.out, to_image(result), alpha,
+                           metadata=item.metadata.for_output(scale, SOFTWARE), png_level=plan.png_level)
     except ColorsrError as exc:
         return FileResult(source, None, "failed", str(exc), notes)
     except Exception as exc:  # noqa: BLE001 - an encoder bug fails this file, not the run
         reason = f"{item.out}: unexpected error while writing: {exc!r}"
         return FileResult(source, None, "failed", reason, notes)
-    return FileResult(source, item.out, "done", "", notes)
+    return FileResult(source, item.out, "done", "", notes, kept_colour=item.kept_colour)
 
 
 def _resize_alpha(alpha: np.ndarray | None, size: tuple[int, int]) -> np.ndarray | None:

@@ -35,6 +35,7 @@ from colorsr_cli.cli_common import (
     SR_WEIGHTS_OPTION,
     TILE_OPTION,
     TILE_PAD_OPTION,
+    Colorize,
     Ext,
     ModelChoice,
     Precision,
@@ -46,6 +47,7 @@ from colorsr_cli.cli_common import (
     out,
 )
 from colorsr_cli.errors import ColorsrError
+from colorsr_cli.io import PNG_LEVEL
 
 app = typer.Typer(help="Restore old photos and films: colourise grayscale images and upscale them 4x.",
                   no_args_is_help=True, rich_markup_mode="rich")
@@ -75,11 +77,20 @@ def restore(
     suffix: str | None = typer.Option(None, "--suffix", help="Added to output file names "
                                       "(default: '' with --out, '_colorsr' without)."),
     ext: Ext | None = typer.Option(None, "--ext", help="Output format (default: the input's)."),
-    scale: int = typer.Option(4, "--scale", "-s", help="Output size relative to the input: 1, 2 or 4."),
-    color_only: bool = typer.Option(False, "--color-only", help="Only colourise (no super-resolution)."),
-    sr_only: bool = typer.Option(False, "--sr-only", help="Only upscale; colour inputs keep their colour."),
+    scale: int | None = typer.Option(None, "--scale", "-s", help="Output size relative to the input: "
+                                     "4 (default), 2 (the x4 network's tiles reduced as they are "
+                                     "made) or 1 (no upscaling)."),
+    colorize: Colorize | None = typer.Option(None, "--colorize", help="auto (default): colourise "
+                                             "gray and toned photos, keep colour photos' colour; "
+                                             "always; never."),
+    color_only: bool = typer.Option(False, "--color-only", help="Only colourise: --colorize always "
+                                    "--scale 1."),
+    sr_only: bool = typer.Option(False, "--sr-only", help="Only upscale: --colorize never."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace existing outputs "
                                    "(default: skip them, so a rerun resumes)."),
+    png_level: int = typer.Option(PNG_LEVEL, "--png-level", min=0, max=9, help="PNG compression, "
+                                  "0-9: higher is smaller and slower (1: 4.5x faster than 6, "
+                                  "22% larger)."),
     weights: list[str] = typer.Option([], "--weights", "-w", help="A weight file or manifest name; "
                                       "its task (colour or SR) decides which model it replaces."),
     color_weights: str | None = COLOR_WEIGHTS_OPTION,
@@ -97,35 +108,21 @@ def restore(
     as_json: bool = typer.Option(False, "--json", help="Print a machine-readable summary on stdout."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="Only errors and the summary."),
 ) -> None:
-    """Restore photos: colourise, then upscale 4x.
+    """Restore photos: colourise gray ones, then upscale 4x. Colour photos keep their colour.
 
     Example: [bold]colorsr restore ./album --out ./restored[/]"""
-    from colorsr_cli.batch import OutputPlan
-    from colorsr_cli.devices import resolve_device
+    from colorsr_cli.batch import DEFAULT_SUFFIX, OutputPlan, pending, plan_outputs
     from colorsr_cli.distributed import current_shard, gather_to_main, take_shard
     from colorsr_cli.io import find_images
-    from colorsr_cli.pipeline import RestoreOptions, Restorer
 
-    if color_only and sr_only:
-        raise fail("--color-only and --sr-only exclude each other")
-    if scale not in (1, 2, 4):
-        raise fail(f"--scale must be 1, 2 or 4, got {scale}")
-    mode = "color-only" if color_only else "sr-only" if sr_only else "full"
+    began = time.time()
+    mode, keep_colour, scale = _restore_mode(colorize, color_only, sr_only, scale)
     shard = current_shard()  # under torchrun: this rank's share of the inputs and its device
-    try:
-        dev = resolve_device(device, shard.local_rank)
-        options = RestoreOptions(mode=mode, scale=scale, tile_pad=tile_pad, color_size=color_size,
-                                 saturation=saturation, **device_options(dev, tile, batch_size, precision))
-        color, sr = load_models(weights, color_weights, sr_weights,
-                                need_color=mode != "sr-only", need_sr=mode != "color-only", model=model)
-        restorer = Restorer(color, sr, options, dev)
-    except ColorsrError as exc:
-        raise fail(str(exc)) from None
     jobs, problems = find_images(paths)
     if out_dir is not None:  # an --out inside the input tree: never restore our own outputs
         jobs = [job for job in jobs if not job.source.resolve().is_relative_to(out_dir.resolve())]
-    plan = OutputPlan(out_dir, suffix if suffix is not None else ("" if out_dir else "_colorsr"),
-                      ext.value if ext else None, overwrite)
+    plan = OutputPlan(out_dir, suffix if suffix is not None else ("" if out_dir else DEFAULT_SUFFIX),
+                      ext.value if ext else None, overwrite, png_level)
     refused = []
     if shard.world > 1:  # collisions across ranks are decided before the inputs are shared out
         from colorsr_cli.batch import claim_outputs
@@ -134,24 +131,69 @@ def restore(
         if shard.main:
             for result in refused:
                 console.print(f"[red]failed[/] {result.reason}", highlight=False, soft_wrap=True)
-    results, seconds = _run_with_progress(take_shard(jobs, shard), restorer, plan, max_pixels,
-                                          quiet or not shard.main)
+    # Planned before any model is loaded: a rerun with nothing left to do ends here, at once.
+    planned = list(plan_outputs(take_shard(jobs, shard), plan))
+    if shard.world == 1 and not pending(planned):
+        results = [target for _, target in planned]
+        for result in results:
+            if result.status == "failed":
+                console.print(f"[red]failed[/] {result.reason}", highlight=False, soft_wrap=True)
+        _summarise((results, time.time() - began), problems, as_json, quiet, plan)
+        return
+    try:
+        from colorsr_cli.devices import resolve_device
+        from colorsr_cli.pipeline import RestoreOptions, Restorer
+
+        dev = resolve_device(device, shard.local_rank)
+        options = RestoreOptions(mode=mode, scale=scale, keep_colour=keep_colour, uint8_output=True,
+                                 tile_pad=tile_pad, color_size=color_size, saturation=saturation,
+                                 **device_options(dev, tile, batch_size, precision))
+        color, sr = load_models(weights, color_weights, sr_weights, need_color=mode != "sr-only",
+                                need_sr=mode != "color-only" and scale > 1, model=model)
+        restorer = Restorer(color, sr, options, dev)
+    except ColorsrError as exc:
+        raise fail(str(exc)) from None
+    results, seconds = _run_with_progress(planned, restorer, plan, max_pixels, quiet or not shard.main)
     gathered = gather_to_main((results, seconds), shard)
     if gathered is None:  # not rank 0: rank 0 reports for everyone
         return
     merged = refused + [r for part, _ in gathered for r in part]
-    _summarise((merged, max(t for _, t in gathered)), problems, as_json)
+    _summarise((merged, max(t for _, t in gathered)), problems, as_json, quiet, plan)
 
 
-def _run_with_progress(jobs, restorer, plan, max_pixels, quiet):
-    from colorsr_cli.batch import restore_files
+def _restore_mode(colorize, color_only: bool, sr_only: bool, scale: int | None
+                  ) -> tuple[str, bool, int]:
+    """(pipeline mode, keep_colour, scale) from --colorize, --color-only, --sr-only, --scale."""
+    if color_only and sr_only:
+        raise fail("--color-only and --sr-only exclude each other")
+    if scale is not None and scale not in (1, 2, 4):
+        raise fail(f"--scale must be 1, 2 or 4, got {scale}")
+    chosen = getattr(colorize, "value", colorize)
+    if color_only:
+        if chosen not in (None, "always") or scale not in (None, 1):
+            raise fail("--color-only is --colorize always --scale 1: drop the other option")
+        return "color-only", False, 1
+    if sr_only:
+        if chosen not in (None, "never"):
+            raise fail("--sr-only is --colorize never: drop --colorize")
+        chosen = "never"
+    scale = 4 if scale is None else scale
+    if chosen == "never":
+        if scale == 1:
+            raise fail("--colorize never with --scale 1 leaves nothing to do")
+        return "sr-only", False, scale
+    return "full", chosen in (None, "auto"), scale
+
+
+def _run_with_progress(planned, restorer, plan, max_pixels, quiet):
+    from colorsr_cli.batch import restore_planned
 
     start = time.time()
     progress = Progress(TextColumn("[bold]restore"), BarColumn(), MofNCompleteColumn(),
                         TaskProgressColumn(), TextColumn("{task.fields[rate]}"), TimeElapsedColumn(),
                         TimeRemainingColumn(), console=console, disable=quiet)
     with progress:
-        task = progress.add_task("restore", total=len(jobs), rate="")
+        task = progress.add_task("restore", total=len(planned), rate="")
         done = 0
 
         def on_result(result) -> None:
@@ -167,7 +209,7 @@ def _run_with_progress(jobs, restorer, plan, max_pixels, quiet):
             progress.update(task, advance=1, rate=f"{rate:.2f} img/s")
 
         try:
-            results = restore_files(jobs, restorer, plan, on_result, max_pixels)
+            results = restore_planned(planned, restorer, plan, on_result, max_pixels)
         except KeyboardInterrupt:
             progress.stop()
             console.print("[yellow]interrupted[/]: finished outputs are complete; rerun to continue.")
@@ -175,14 +217,21 @@ def _run_with_progress(jobs, restorer, plan, max_pixels, quiet):
     return results, time.time() - start
 
 
-def _summarise(run, problems, as_json: bool) -> None:
+def _summarise(run, problems, as_json: bool, quiet: bool, plan) -> None:
+    from colorsr_cli.batch import OWN_OUTPUT
+
     results, seconds = run
     counts = {s: sum(r.status == s for r in results) for s in ("done", "skipped", "failed")}
     counts["failed"] += len(problems)
     for path, reason in problems:
         console.print(f"[red]failed[/] {path}: {reason}", highlight=False, soft_wrap=True)
+    own = [r for r in results if r.status == "skipped" and r.reason == OWN_OUTPUT]
+    kept = sum(r.kept_colour for r in results if r.status == "done")
+    if not quiet:
+        for line in _summary_lines(results, own, kept, plan):
+            console.print(line, highlight=False, soft_wrap=True)
     summary = {
-        **counts, "seconds": round(seconds, 3),
+        **counts, "kept_colour": kept, "own_outputs_skipped": len(own), "seconds": round(seconds, 3),
         "images_per_second": round(counts["done"] / seconds, 3) if seconds > 0 else None,
         "failures": [{"file": str(r.source), "reason": r.reason} for r in results if r.status == "failed"]
         + [{"file": str(p), "reason": reason} for p, reason in problems],
@@ -201,11 +250,34 @@ def _summarise(run, problems, as_json: bool) -> None:
         raise typer.Exit(1)
 
 
+def _summary_lines(results, own, kept: int, plan) -> list[str]:
+    """What a user should hear after a restore besides the counts: what was left alone, what
+    kept its colour, where the outputs are."""
+    lines = []
+    if own:
+        names = ", ".join(str(r.source.name) for r in own[:3]) + (", ..." if len(own) > 3 else "")
+        lines.append(f"[yellow]note[/] skipped {len(own)} of colorsr's own outputs ({names})")
+    done = [r for r in results if r.status == "done"]
+    if not done and not any(r.status == "failed" for r in results):
+        existing = sum(r.status == "skipped" for r in results) - len(own)
+        lines.append(f"nothing to do: {existing} outputs already exist (--overwrite redoes them)"
+                     if existing else "nothing to do: no input to restore")
+    if kept:
+        lines.append(f"{kept} colour photo{'s' if kept > 1 else ''} kept {'their' if kept > 1 else 'its'} "
+                     "colour (only upscaled); --colorize always colourises them too")
+    if done:
+        where = (f"in {plan.out_dir}" if plan.out_dir is not None
+                 else f"next to their inputs, named *{plan.suffix}.*")
+        lines.append(f"{len(done)} output{'s' if len(done) > 1 else ''} written {where}")
+    return lines
+
+
 @app.command()
 def video(
     source: Path = typer.Argument(..., help="The film to restore (any format ffmpeg/OpenCV can read)."),
-    out_path: Path | None = typer.Option(None, "--out", "-o", help="Output video, or a folder for it "
-                                         "(default: <input stem>_colorsr.mp4 next to the input)."),
+    out_path: str | None = typer.Option(None, "--out", "-o", help="Output video, or a folder for it "
+                                        "(an existing one, or a name ending in /: created) "
+                                        "(default: <input stem>_colorsr.mp4 next to the input)."),
     start: float = typer.Option(0.0, "--start", min=0, help="Start this many seconds into the film."),
     end: float | None = typer.Option(None, "--end", min=0, help="Stop this many seconds into the film "
                                      "(default: its end)."),
@@ -243,6 +315,7 @@ def video(
         check_output,
         find_ffmpeg,
         frame_span,
+        make_output_folder,
         probe_video,
         restore_video,
         video_output_path,
@@ -255,6 +328,7 @@ def video(
     target = video_output_path(source, out_path)
     try:  # before any model is loaded: a wrong file, span or existing output fails fast
         check_output(source, target, overwrite)
+        make_output_folder(target)
         info = probe_video(source, find_ffmpeg())
         frame_span(info, start, end)
     except ColorsrError as exc:
@@ -265,8 +339,8 @@ def video(
                                  tile_pad=tile_pad, color_size=color_size,
                                  saturation=saturation,
                                  **device_options(dev, tile, batch_size, precision))
-        color, sr = load_models(weights, color_weights, sr_weights, need_color=True, need_sr=not color_only,
-                                model=model)
+        color, sr = load_models(weights, color_weights, sr_weights, need_color=True,
+                                need_sr=not color_only and scale > 1, model=model)
         restorer = Restorer(color, sr, options, dev)
     except ColorsrError as exc:
         raise fail(str(exc)) from None
@@ -318,14 +392,14 @@ def weights_list(as_json: bool = typer.Option(False, "--json")) -> None:
     Example: [bold]colorsr weights list[/]"""
     from colorsr_cli.weights import is_present, load_manifest
 
-    entries = load_manifest()
+    entries = [e for _, e in sorted(load_manifest().items())]
     if as_json:
-        out.print_json(json.dumps([asdict(e) | {"present": is_present(e)} for e in entries.values()]))
+        out.print_json(json.dumps([asdict(e) | {"present": is_present(e)} for e in entries]))
         return
     table = Table(title="colorsr weights")
     for col in ("name", "task", "default", "size", "where", "present"):
         table.add_column(col)
-    for e in entries.values():
+    for e in entries:
         table.add_row(e.name, e.task, "yes" if e.default else "", f"{e.size / 1e6:.1f} MB",
                       "bundled" if e.bundled else "import" if e.importer else "download",
                       "yes" if is_present(e) else "no")
@@ -389,11 +463,12 @@ def weights_verify(names: list[str] = typer.Argument(None, help="Names to check 
 
     entries = load_manifest()
     bad = False
-    for name in names or [n for n, e in entries.items() if is_present(e)]:
+    for name in names or sorted(n for n, e in entries.items() if is_present(e)):
         ok, message = verify(_entry(name))
         bad |= not ok
         label = "[green]ok[/]" if ok else "[red]BAD[/]"
-        out.print(f"{label} {name}: {message}", highlight=False)
+        # One line per file, never wrapped: `ok NAME PATH` / `BAD NAME reason: PATH`, for grep and cut.
+        out.print(f"{label} {name} {message.removeprefix('ok: ')}", highlight=False, soft_wrap=True)
     if bad:
         raise typer.Exit(1)
 

@@ -63,6 +63,12 @@ class Ext(str, Enum):
     webp = "webp"
 
 
+class Colorize(str, Enum):
+    auto = "auto"
+    always = "always"
+    never = "never"
+
+
 class Precision(str, Enum):
     auto = "auto"
     fp32 = "fp32"

@@ -10,6 +10,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import typer
+from rich.console import Console
 from rich.progress import (
     BarColumn,
     MofNCompleteColumn,
@@ -18,9 +19,17 @@ from rich.progress import (
     TimeElapsedColumn,
     TimeRemainingColumn,
 )
+from rich.table import Column
 
 from colorsr_cli.cli_common import console, fail, out
 from colorsr_cli.errors import ColorsrError
+
+
+def _fraction(value: float) -> float:
+    if not 0.0 <= value <= 1.0:
+        raise typer.BadParameter(f"{value:g} is not between 0 and 1")
+    return value
+
 
 _HOLDOUT_SEED = typer.Option(0, "--holdout-seed", help="Seed of the photos held out for validation when "
                              "there is no --val; apart from --seed, so runs that differ in --seed (or a "
@@ -40,12 +49,19 @@ def _reporter(progress: Progress, task):
     return Reporter(on_step, lambda message: progress.console.print(message, highlight=False))
 
 
+def training_progress(to: Console, quiet: bool = False) -> Progress:
+    """The training progress line: bar, steps and times first and never cut; the metrics last,
+    folded onto more lines when the terminal is narrow."""
+    return Progress(TextColumn("[bold]train"), BarColumn(bar_width=20), MofNCompleteColumn(),
+                    TimeElapsedColumn(), TimeRemainingColumn(),
+                    TextColumn("{task.fields[metrics]}", table_column=Column(overflow="fold")),
+                    console=to, disable=quiet)
+
+
 def _run(trainer, recipe, resume: bool) -> Path:
     # Under torchrun only rank 0 shows progress; the other ranks still report errors.
     quiet = os.environ.get("RANK", "0") != "0"
-    progress = Progress(TextColumn("[bold]train"), BarColumn(), MofNCompleteColumn(),
-                        TextColumn("{task.fields[metrics]}"), TimeElapsedColumn(), TimeRemainingColumn(),
-                        console=console, disable=quiet)
+    progress = training_progress(console, quiet)
     try:
         with progress:
             task = progress.add_task("train", total=None, metrics="")
@@ -79,9 +95,9 @@ def train_color_cmd(
     lr_decay_start: float = typer.Option(1.0, "--lr-decay-start", help="Fraction of the run after which "
                                          "the lr decays linearly to 0 (pix2pix: 0.5). 1 = constant."),
     native_resample: float = typer.Option(
-        0.0, "--native-resample", min=0.0, max=1.0,
-        help="Fraction of photos already at the training size shown softened, as the evaluation "
-             "protocol shows small photos: enlarged x4 (bicubic), reduced back (area)."),
+        0.0, "--native-resample", callback=_fraction,  # checked here: a range would widen --help
+        help="Fraction (0 to 1) of photos already at the training size shown softened, as the "
+             "evaluation protocol shows small photos: enlarged x4 (bicubic), reduced back (area)."),
     init_weights: Path | None = typer.Option(
         None, "--init", help="Start the generator from this colouriser weight file (same --width and "
         "--depth), e.g. a bundled model's file: a fine-tune. The discriminator starts fresh."),

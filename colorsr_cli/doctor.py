@@ -57,6 +57,18 @@ def _devices() -> list[Check]:
     return checks
 
 
+def _precision() -> Check:
+    """Which compute precision `--precision auto` picks on each device here (bf16 only where
+    the hardware computes it natively)."""
+    from colorsr_cli.pipeline import default_options
+
+    devices = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
+    chosen = {name: default_options(torch.device(name))["precision"] for name in devices}
+    detail = ", ".join(f"{name}: {'bf16 used' if p == 'bf16' else 'fp32 (bf16 not native here)'}"
+                       for name, p in chosen.items())
+    return Check("precision", True, detail)
+
+
 def _ffmpeg() -> Check:
     exe = find_ffmpeg()
     if exe:
@@ -94,4 +106,4 @@ def _weights() -> list[Check]:
 
 
 def run_checks() -> list[Check]:
-    return [_versions(), *_devices(), _ffmpeg(), *_weights()]
+    return [_versions(), *_devices(), _precision(), _ffmpeg(), *_weights()]

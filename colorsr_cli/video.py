@@ -164,12 +164,22 @@ def find_ffmpeg() -> str | None:
         return None
 
 
-def video_output_path(source: Path, out: Path | None) -> Path:
-    """--out, or `<stem>_colorsr.mp4` inside --out when it is a folder, or next to the input."""
+def video_output_path(source: Path, out: str | Path | None) -> Path:
+    """--out, or `<stem>_colorsr.mp4` inside --out when it is a folder (an existing one, or a
+    name ending in a path separator, to be created), or next to the input."""
     name = f"{Path(source).stem}_colorsr.mp4"
     if out is None:
         return Path(source).with_name(name)
-    return Path(out) / name if Path(out).is_dir() else Path(out)
+    folder = str(out).endswith(("/", os.sep)) or Path(out).is_dir()
+    return Path(out) / name if folder else Path(out)
+
+
+def make_output_folder(output: Path) -> None:
+    """Create the folder an output video goes into, or say why it cannot be."""
+    try:
+        output.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise VideoError(f"{output}: cannot create folder {output.parent}: {exc.strerror or exc}") from exc
 
 
 def check_output(source: Path, output: Path, overwrite: bool) -> None:

@@ -35,6 +35,18 @@ def tiny_weights(tmp_path_factory) -> tuple[Path, Path]:
     return folder / "color.pt", folder / "sr.pt"
 
 
+@pytest.fixture(scope="session")
+def bicubic_sr_weights(tmp_path_factory) -> Path:
+    """An SR weight file whose network outputs exactly its bicubic skip (detail branch zeroed):
+    what comes out is the input's own colour, upscaled."""
+    sr = build_model("srgan_generator", {"channels": 8, "blocks": 1, "global_skip": True})
+    torch.nn.init.zeros_(sr.tail.weight)
+    torch.nn.init.zeros_(sr.tail.bias)
+    path = tmp_path_factory.mktemp("weights") / "bicubic_sr.pt"
+    save_weight_file(sr, path)
+    return path
+
+
 def photo_like(h: int, w: int, seed: int = 0, gray: bool = False) -> np.ndarray:
     """A smooth random image (uint8, (h, w, 3) or (h, w)) that compresses like a photo."""
     rng = np.random.default_rng(seed)
@@ -53,3 +65,22 @@ def photo_folder(tmp_path) -> Path:
     rgba = np.dstack([photo_like(40, 48, 3), np.linspace(0, 255, 40 * 48).reshape(40, 48).astype(np.uint8)])
     Image.fromarray(rgba, "RGBA").save(root / "alpha.png")
     return root
+
+
+def toned_like(h: int, w: int, a: float, b: float, seed: int = 0) -> np.ndarray:
+    """A gray photo printed with one tint (uint8 (h, w, 3)): Lab chroma (a, b) scaled by a
+    mid-tone bump, as sepia (a, b > 0) or cyanotype (a, b < 0) toning leaves it."""
+    from skimage import color as skcolor
+
+    L = photo_like(h, w, seed, gray=True).astype(np.float64) / 255 * 100
+    bump = 4 * (L / 100) * (1 - L / 100)
+    lab = np.stack((L, bump * a, bump * b), axis=2)
+    return np.round(np.clip(skcolor.lab2rgb(lab), 0, 1) * 255).astype(np.uint8)
+
+
+def jpeg_round_trip(img: np.ndarray, quality: int = 75) -> np.ndarray:
+    import io
+
+    buffer = io.BytesIO()
+    Image.fromarray(img).save(buffer, "JPEG", quality=quality)
+    return np.asarray(Image.open(buffer).convert("RGB"))

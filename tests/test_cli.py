@@ -221,3 +221,168 @@ def test_ensemble_command_writes_a_colouriser_that_restores(tiny_weights, photo_
                              str(tmp_path / "x.pt")])
     assert sr.exit_code != 0 and "not a single colouriser" in sr.output and "sr.pt" in sr.output
     assert not (tmp_path / "x.pt").exists()
+
+
+def _chroma_gap(output_path, input_img: np.ndarray) -> float:
+    """Mean |ab| difference (Lab units) between an output, brought to the input's size, and the input."""
+    from skimage import color as skcolor
+
+    out = np.asarray(Image.open(output_path).convert("RGB").resize(input_img.shape[1::-1], Image.BOX))
+    return float(np.abs(skcolor.rgb2lab(out)[..., 1:] - skcolor.rgb2lab(input_img)[..., 1:]).mean())
+
+
+@pytest.fixture
+def mixed_album(tmp_path):
+    """A colour photo, a gray one and a sepia-toned scan."""
+    from tests.conftest import photo_like, toned_like
+
+    root = tmp_path / "album"
+    root.mkdir()
+    images = {"colour.png": photo_like(48, 64, 1), "sepia.png": toned_like(48, 64, 8, 22, seed=2),
+              "gray.png": np.repeat(photo_like(48, 64, 3, gray=True)[..., None], 3, axis=2)}
+    for name, img in images.items():
+        Image.fromarray(img).save(root / name)
+    return root, images
+
+
+def test_colour_photos_keep_their_colour_by_default_and_a_line_says_so(tiny_weights, bicubic_sr_weights,
+                                                                       mixed_album, tmp_path):
+    root, images = mixed_album
+    runs = {}
+    for colorize in ("auto", "always", "never"):
+        out = tmp_path / colorize
+        args = [] if colorize == "auto" else ["--colorize", colorize]
+        r = runner.invoke(app, ["restore", str(root), "-o", str(out), "-w", str(tiny_weights[0]),
+                                "-w", str(bicubic_sr_weights), *args])
+        assert r.exit_code == 0, r.output
+        runs[colorize] = r.stderr
+        gaps = {name: _chroma_gap(out / name, img) for name, img in images.items()}
+        kept = {name for name, gap in gaps.items() if gap < 1.0}  # measured 0.1-0.2 when kept
+        assert all(gap < 1.0 or gap > 2.0 for gap in gaps.values()), gaps
+        assert kept == {"auto": {"colour.png"}, "always": set(), "never": set(images)}[colorize], gaps
+    assert "1 colour photo kept its colour" in " ".join(runs["auto"].split())
+    assert "kept" not in runs["always"]
+
+
+def test_sr_only_is_colorize_never_and_color_only_is_scale_1(tiny_weights, bicubic_sr_weights, mixed_album,
+                                                             tmp_path):
+    root, images = mixed_album
+    args = ["-w", str(tiny_weights[0]), "-w", str(bicubic_sr_weights), "--quiet"]
+    r = runner.invoke(app, ["restore", str(root / "gray.png"), "-o", str(tmp_path / "s"), "--sr-only", *args])
+    assert r.exit_code == 0 and _chroma_gap(tmp_path / "s" / "gray.png", images["gray.png"]) < 1.0
+    r = runner.invoke(app, ["restore", str(root / "gray.png"), "-o", str(tmp_path / "c"), "--color-only",
+                            *args])
+    assert r.exit_code == 0 and Image.open(tmp_path / "c" / "gray.png").size == (64, 48)
+    for bad in (["--color-only", "--scale", "2"], ["--sr-only", "--colorize", "always"],
+                ["--colorize", "never", "--scale", "1"]):
+        r = runner.invoke(app, ["restore", str(root), *bad, *args])
+        assert r.exit_code == 2, bad
+
+
+def test_rerun_in_place_skips_its_own_outputs_without_loading_a_model(tiny_weights, photo_folder,
+                                                                      monkeypatch):
+    first = _restore([str(photo_folder)], tiny_weights)
+    assert first.exit_code == 0, first.output
+    (photo_folder / "renamed.png").write_bytes((photo_folder / "gray64_colorsr.png").read_bytes())
+    monkeypatch.setattr("colorsr_cli.cli.load_models", lambda *a, **k: pytest.fail("a model was loaded"))
+    before = _digest(photo_folder)
+    again = runner.invoke(app, ["restore", str(photo_folder), "--json"])
+    assert again.exit_code == 0, again.output
+    summary = json.loads(again.stdout)
+    assert (summary["done"], summary["failed"], summary["own_outputs_skipped"]) == (0, 0, 4)
+    flat = " ".join(again.stderr.split())
+    assert "skipped 4 of colorsr's own outputs" in flat and "nothing to do: 3 outputs already exist" in flat
+    assert _digest(photo_folder) == before  # no x_colorsr_colorsr.png, nothing rewritten
+
+
+def test_unwritable_output_folder_fails_before_any_model_is_loaded(photo_folder, tmp_path, monkeypatch):
+    (tmp_path / "blocker").write_text("a file")
+    monkeypatch.setattr("colorsr_cli.cli.load_models", lambda *a, **k: pytest.fail("a model was loaded"))
+    r = runner.invoke(app, ["restore", str(photo_folder), "-o", str(tmp_path / "blocker" / "out")])
+    assert r.exit_code == 1
+    assert sum(line.startswith("failed") and "cannot create folder" in line
+               for line in r.stderr.splitlines()) == 3
+
+
+def test_outputs_keep_metadata_and_carry_the_colorsr_marker(tiny_weights, tmp_path):
+    from colorsr_cli.io import made_by_colorsr
+    from tests.conftest import photo_like
+
+    exif = Image.Exif()
+    exif[0x010E], exif[0x0110] = "Wedding, 1952", "Rolleiflex"
+    exif.get_ifd(0x8769)[0x9003] = "1952:06:01 11:00:00"
+    (tmp_path / "in").mkdir()
+    Image.fromarray(photo_like(32, 40, 1, gray=True)).save(tmp_path / "in" / "w.jpg", exif=exif.tobytes(),
+                                                          dpi=(600, 600))
+    assert not made_by_colorsr(tmp_path / "in" / "w.jpg")
+    r = _restore([str(tmp_path / "in"), "-o", str(tmp_path / "out"), "--scale", "2"], tiny_weights)
+    assert r.exit_code == 0, r.output
+    with Image.open(tmp_path / "out" / "w.jpg") as out:
+        tags = out.getexif()
+        assert (tags[0x010E], tags[0x0110], tags[0x0112]) == ("Wedding, 1952", "Rolleiflex", 1)
+        assert tags.get_ifd(0x8769)[0x9003] == "1952:06:01 11:00:00"
+        assert out.info["dpi"] == pytest.approx((1200, 1200))
+    assert made_by_colorsr(tmp_path / "out" / "w.jpg")
+
+
+def _png_zlib_level(path) -> int:
+    """The FLEVEL field of a PNG's zlib stream: 0 for zlib level 1, 1 for 2-5, 2 for 6, 3 for 7-9."""
+    data = path.read_bytes()
+    idat = data.index(b"IDAT") + 4
+    return data[idat + 1] >> 6
+
+
+def test_png_is_written_fast_by_default_and_png_level_changes_it(tiny_weights, photo_folder, tmp_path):
+    img = str(photo_folder / "gray64.png")
+    assert _restore([img, "-o", str(tmp_path / "a")], tiny_weights).exit_code == 0
+    assert _restore([img, "-o", str(tmp_path / "b"), "--png-level", "9"], tiny_weights).exit_code == 0
+    assert _png_zlib_level(tmp_path / "a" / "gray64.png") == 0
+    assert _png_zlib_level(tmp_path / "b" / "gray64.png") == 3
+
+
+def test_weights_verify_prints_one_unwrapped_line_per_file_and_list_is_sorted():
+    r = runner.invoke(app, ["weights", "verify"], terminal_width=40)  # paths are longer than 40
+    assert r.exit_code == 0, r.output
+    lines = r.stdout.splitlines()
+    assert lines and all(len(line.split(" ")) == 3 and line.split(" ")[0] == "ok" for line in lines), lines
+    assert all(line.split(" ")[2].endswith(".pt") for line in lines)
+    listed = [e["name"] for e in json.loads(runner.invoke(app, ["weights", "list", "--json"]).stdout)]
+    assert listed == sorted(listed) and len(listed) > 3
+
+
+def test_doctor_says_which_precision_is_used():
+    from colorsr_cli.devices import cpu_has_native_bf16
+
+    checks = {c["name"]: c for c in json.loads(runner.invoke(app, ["doctor", "--json"]).stdout)}
+    expected = "cpu: bf16 used" if cpu_has_native_bf16() else "cpu: fp32 (bf16 not native here)"
+    assert checks["precision"]["detail"].startswith(expected)
+
+
+def test_help_at_80_columns_cuts_no_option_name():
+    import typer.main
+
+    def leaves(cmd, path):
+        for name, sub in getattr(cmd, "commands", {}).items():
+            yield from leaves(sub, [*path, name])
+        if not hasattr(cmd, "commands"):
+            yield path
+
+    for path in leaves(typer.main.get_command(app), []):
+        text = runner.invoke(app, [*path, "--help"], terminal_width=80, env={"COLUMNS": "80"}).output
+        assert max(map(len, text.splitlines())) <= 80, path
+        assert "…" not in text, f"colorsr {' '.join(path)} --help cuts something at 80 columns"
+
+
+def test_training_progress_keeps_steps_and_times_at_80_columns():
+    from rich.console import Console
+
+    from colorsr_cli.cli_train import training_progress
+
+    screen = Console(width=80, record=True, force_terminal=True)
+    progress = training_progress(screen)
+    task = progress.add_task("train", total=30000,
+                             metrics="loss_g 12.3  loss_d 0.512  l1 0.0734  val_l1 0.0812  lr 0.0002")
+    progress.update(task, completed=4000)
+    screen.print(progress.get_renderable())
+    text = screen.export_text(styles=False)
+    assert "4000/30000" in text and "0:00:00" in text and "lr 0.0002" in text and "…" not in text

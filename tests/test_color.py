@@ -85,3 +85,35 @@ def test_constants_made_under_inference_mode_still_serve_autograd():
     x = torch.rand(1, 3, 4, 4, dtype=torch.float64, requires_grad=True)
     lab_to_rgb(rgb_to_lab(x), clip=False).sum().backward()
     assert x.grad is not None and torch.isfinite(x.grad).all()
+
+
+def _unit_chw(img: np.ndarray) -> torch.Tensor:
+    return torch.from_numpy(np.ascontiguousarray(img.transpose(2, 0, 1))).float() / 255
+
+
+def test_toned_and_gray_scans_are_not_colour_photos():
+    """Sepia and cyan toning is a gray picture with one tint: it is colourised like any old photo."""
+    from colorsr_cli.color import is_colour_photo
+    from tests.conftest import jpeg_round_trip, photo_like, toned_like
+
+    gray = np.repeat(photo_like(200, 300, 1, gray=True)[..., None], 3, axis=2)
+    for name, img in {"gray": gray, "gray JPEG": jpeg_round_trip(gray, 50),
+                      "sepia": jpeg_round_trip(toned_like(200, 300, 8, 22, seed=2)),
+                      "strong sepia": toned_like(200, 300, 15, 35, seed=3),
+                      "cyan": jpeg_round_trip(toned_like(200, 300, -20, -12, seed=4))}.items():
+        assert not is_colour_photo(_unit_chw(img)), name
+
+
+def test_colour_photos_are_detected_even_with_one_dominant_hue():
+    """A mostly gray scene with a few bright caps, and an orange cat on a dull background (most of
+    its chroma along one hue, as a tint would be) are colour photos."""
+    from colorsr_cli.color import is_colour_photo
+    from tests.conftest import jpeg_round_trip, photo_like
+
+    caps = np.repeat(photo_like(200, 300, 1, gray=True)[..., None], 3, axis=2)
+    for (y, x), rgb in zip([(50, 50), (100, 150), (20, 200), (140, 30)],
+                           [(250, 220, 20), (240, 120, 20), (30, 200, 60), (250, 120, 200)]):
+        caps[y:y + 30, x:x + 40] = rgb
+    for name, img in {"caps": caps, "photo": jpeg_round_trip(photo_like(200, 300, 5)),
+                      "cat": data.chelsea()}.items():
+        assert is_colour_photo(_unit_chw(img)), name

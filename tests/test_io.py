@@ -554,3 +554,75 @@ def test_overwriting_the_input_is_refused(tmp_path: Path):
         with pytest.raises(ImageWriteError, match="output would overwrite the input"):
             output_path_for(job, out_dir, "", ext)
     assert output_path_for(job, None, "", "jpg") == source.with_suffix(".jpg")
+
+
+# --------------------------------------------------------------------------- metadata
+
+
+def _tagged_exif(orientation: int) -> Image.Exif:
+    exif = Image.Exif()
+    exif[0x010E], exif[0x010F], exif[0x0110] = "Grandma, 1952", "Zeiss", "Ikonta"
+    exif[0x0112] = orientation
+    exif.get_ifd(0x8769)[0x9003] = "1952:06:01 12:00:00"
+    return exif
+
+
+def _srgb_icc() -> bytes:
+    from PIL import ImageCms
+
+    return ImageCms.ImageCmsProfile(ImageCms.createProfile("sRGB")).tobytes()
+
+
+@pytest.mark.parametrize("source", ["in.jpg", "in.png", "in.webp", "in.tif"])
+@pytest.mark.parametrize("target", ["out.jpg", "out.png", "out.webp"])
+def test_exif_icc_and_dpi_survive_a_restore_read_back(tmp_path: Path, source: str, target: str):
+    """Date taken, description and camera are kept, the orientation (applied to the pixels) is
+    reset to 1, the ICC profile is kept, the dpi is scaled with the image (WebP has none)."""
+    icc = _srgb_icc()
+    options = {"exif": _tagged_exif(6).tobytes(), "icc_profile": icc}
+    if not source.endswith(".webp"):
+        options["dpi"] = (600, 600)
+    path = _save(tmp_path / source, _noise(20, 30), **options)
+    decoded = read_image(path)
+    assert decoded.rgb.shape == (30, 20, 3)  # orientation 6 applied
+    rgb = np.repeat(np.repeat(decoded.rgb, 4, axis=0), 4, axis=1)
+    write_image_atomic(tmp_path / target, rgb, metadata=decoded.metadata.for_output(4, "colorsr test"))
+    with Image.open(tmp_path / target) as out:
+        tags = out.getexif()
+        assert (tags[0x010E], tags[0x010F], tags[0x0110]) == ("Grandma, 1952", "Zeiss", "Ikonta")
+        assert tags[0x0112] == 1 and tags[0x0131] == "colorsr test"
+        assert tags.get_ifd(0x8769)[0x9003] == "1952:06:01 12:00:00"
+        assert out.info.get("icc_profile") == icc
+        if source.endswith(".webp") or target.endswith(".webp"):  # Pillow may report JPEG's 72
+            assert out.info.get("dpi", (72, 72)) == pytest.approx((72, 72))
+        else:  # PNG stores dots per metre: 2400 dpi reads back as 2399.995
+            assert out.info["dpi"] == pytest.approx((2400, 2400), rel=1e-5)
+
+
+def test_an_image_without_metadata_gets_only_the_marker(tmp_path: Path):
+    from colorsr_cli.io import made_by_colorsr
+
+    decoded = read_image(_save(tmp_path / "plain.png", _noise(8, 8)))
+    assert decoded.metadata.icc_profile is None and decoded.metadata.dpi is None
+    assert not made_by_colorsr(tmp_path / "plain.png")
+    write_image_atomic(tmp_path / "out.png", decoded.rgb,
+                       metadata=decoded.metadata.for_output(1, "colorsr 9"))
+    assert made_by_colorsr(tmp_path / "out.png")
+    with Image.open(tmp_path / "out.png") as out:
+        assert out.info["Software"] == "colorsr 9" and "icc_profile" not in out.info
+
+
+def test_unwritable_output_folder_is_found_by_a_probe(tmp_path: Path, monkeypatch):
+    from colorsr_cli import io as colorsr_io
+    from colorsr_cli.io import output_folder_problem
+
+    assert output_folder_problem(tmp_path / "new" / "sub") is None
+    assert (tmp_path / "new" / "sub").is_dir() and not os.listdir(tmp_path / "new" / "sub")
+    (tmp_path / "file").write_text("x")
+    assert output_folder_problem(tmp_path / "file") == f"cannot write: {tmp_path / 'file'} is not a folder"
+
+    def read_only(*args, **kwargs):
+        raise PermissionError(errno.EACCES, os.strerror(errno.EACCES))
+
+    monkeypatch.setattr(colorsr_io.tempfile, "mkstemp", read_only)
+    assert output_folder_problem(tmp_path / "new") == "cannot write: Permission denied"

@@ -228,8 +228,13 @@ def test_bicubic_upscale_equals_torch_bicubic(scale, size):
 
 
 def test_bicubic_upscale_passes_gradients():
-    from colorsr_cli.models.blocks import bicubic_upscale
+    """Also after the first call ran under inference mode (a restore before training in one
+    process): the cached kernel is a normal tensor."""
+    from colorsr_cli.models.blocks import _bicubic_phase_kernel, bicubic_upscale
 
+    _bicubic_phase_kernel.cache_clear()
+    with torch.inference_mode():
+        bicubic_upscale(torch.rand(1, 3, 4, 4), 4)
     x = torch.rand(1, 3, 8, 8, requires_grad=True)
     bicubic_upscale(x, 4).sum().backward()
     y = x.detach().clone().requires_grad_(True)

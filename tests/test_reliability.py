@@ -211,7 +211,7 @@ def test_ctrl_c_leaves_only_complete_outputs_and_a_rerun_finishes(tiny_weights, 
     # otherwise over (or its writes bunched at the end on a busy machine) before the signal lands.
     slowed = ("import sys, time; from colorsr_cli import pipeline; from colorsr_cli.cli import main; "
               "real = pipeline.Restorer.restore; "
-              "pipeline.Restorer.restore = lambda self, images: (time.sleep(0.05), real(self, images))[1]; "
+              "pipeline.Restorer.restore = lambda self, *args: (time.sleep(0.05), real(self, *args))[1]; "
               "main()")
     command = [sys.executable, "-c", slowed, "restore", str(source), "--out", str(out),
                "--batch-size", "1", "-w", str(tiny_weights[0]), "-w", str(tiny_weights[1])]
@@ -261,11 +261,11 @@ def test_interrupted_library_run_stops_its_threads_and_leaves_complete_files(tin
     restorer, out = _restorer(tiny_weights), tmp_path / "out"
     real_restore, calls = restorer.restore, []
 
-    def ctrl_c_on_the_fourth_batch(images):
+    def ctrl_c_on_the_fourth_batch(images, *flags):
         calls.append(len(images))
         if len(calls) == 4:
             raise KeyboardInterrupt
-        return real_restore(images)
+        return real_restore(images, *flags)
 
     monkeypatch.setattr(restorer, "restore", ctrl_c_on_the_fourth_batch)
     reported_on = set()
@@ -298,7 +298,7 @@ from colorsr_cli.weightfile import load_weight_file
 source, out, color, sr = map(Path, sys.argv[1:])
 writing = threading.Event()
 
-def slow_save(path, img, fmt, quality):
+def slow_save(path, img, fmt, options):
     with io.atomic_write(path) as file:
         writing.set()
         img.save(file, format=fmt)
@@ -314,10 +314,10 @@ first_batch = restorer.restore
 
 calls = []
 
-def restore(images):
+def restore(images, *flags):
     calls.append(1)
     if len(calls) == 1:
-        return first_batch(images)
+        return first_batch(images, *flags)
     writing.wait()  # the second batch: Ctrl-C once the first file is being written
     signal.setitimer(signal.ITIMER_REAL, 0.3)
     raise KeyboardInterrupt
@@ -341,10 +341,10 @@ def test_second_ctrl_c_while_a_file_is_written_still_completes_that_file(tiny_we
 def test_an_unexpected_write_error_fails_that_file_and_the_run_goes_on(tiny_weights, tmp_path, monkeypatch):
     real_write = batch.write_image_atomic
 
-    def encoder_bug_on_p03(path, rgb, alpha=None):
+    def encoder_bug_on_p03(path, rgb, alpha=None, **options):
         if path.name == "p03.png":
             raise RuntimeError("encoder bug")
-        real_write(path, rgb, alpha)
+        real_write(path, rgb, alpha, **options)
 
     monkeypatch.setattr(batch, "write_image_atomic", encoder_bug_on_p03)
     with _time_limit(60):  # more files than the queues hold: a dead writer thread would hang here
@@ -461,3 +461,81 @@ def test_any_mode_size_and_format_goes_through_the_pipeline(case, restorer, tmp_
     with Image.open(tmp_path / "out.png") as written:
         assert written.size == (4 * width, 4 * height)
         assert written.mode == ("RGB" if alpha is None else "RGBA")
+
+
+def test_each_output_is_written_while_the_next_images_are_restored(tiny_weights, tmp_path, monkeypatch):
+    """Images larger than a tile go one per batch (their tiles batch together), and each is
+    written and reported before the run ends: the first output exists while later images are
+    still being restored."""
+    restorer = _restorer(tiny_weights, batch_size=16)  # tile 32: 48x48 images need 4 tiles
+    for k in range(6):
+        _save(tmp_path / "in" / f"p{k}.png", photo_like(48, 48, k, gray=True))
+    real_restore, calls, reported = restorer.restore, [], []
+
+    def restore(images, *flags):
+        calls.append(len(images))
+        if len(calls) == 4:  # by now the first output must be on disk and reported
+            deadline = time.monotonic() + 10
+            while not (tmp_path / "out" / "p0.png").exists():
+                assert time.monotonic() < deadline, "the first output was held back"
+                time.sleep(0.01)
+        return real_restore(images, *flags)
+
+    monkeypatch.setattr(restorer, "restore", restore)
+    restore_files(find_images([str(tmp_path / "in")])[0], restorer, OutputPlan(tmp_path / "out"),
+                  lambda result: reported.append((len(calls), result.source.name)))
+    assert calls == [1] * 6
+    assert reported[0][0] < 6, "results were reported only at the end"
+    assert sorted(name for _, name in reported) == [f"p{k}.png" for k in range(6)]
+
+
+def test_ctrl_c_still_writes_every_image_restored_before_it(tiny_weights, tmp_path, monkeypatch):
+    """A slow encoder lags behind: when Ctrl-C comes during the fourth image, none of the three
+    restored ones is written yet; they are written all the same."""
+    restorer, out = _restorer(tiny_weights), tmp_path / "out"
+    real_restore, real_write, calls = restorer.restore, batch.write_image_atomic, []
+    interrupted = threading.Event()
+
+    def ctrl_c_on_the_fourth(images, *flags):
+        calls.append(1)
+        if len(calls) == 4:
+            interrupted.set()
+            raise KeyboardInterrupt
+        return real_restore(images, *flags)
+
+    def slow_write(*args, **kwargs):
+        interrupted.wait(10)
+        real_write(*args, **kwargs)
+
+    monkeypatch.setattr(restorer, "restore", ctrl_c_on_the_fourth)
+    monkeypatch.setattr(batch, "write_image_atomic", slow_write)
+    with pytest.raises(KeyboardInterrupt):
+        restore_files(_gray_jobs(tmp_path / "in", 8), restorer, OutputPlan(out), lambda result: None)
+    assert sorted(os.listdir(out)) == ["p00.png", "p01.png", "p02.png"]
+
+
+def test_out_of_memory_is_one_line_naming_the_file_and_the_options_that_help(tiny_weights, tmp_path,
+                                                                             monkeypatch):
+    """Under a (forced, small) memory limit the big scan fails with one line that names it and
+    says which options need less; the small photo is restored and the run goes on."""
+    from colorsr_cli import tiling
+
+    real_init = tiling.TileCanvas.__init__
+
+    def limited(self, channels, height, width, pad, scale, *args, **kwargs):
+        wanted = channels * height * width * scale * scale
+        if wanted > 100_000:
+            raise RuntimeError(f"[enforce fail at alloc_cpu.cpp:117] data. DefaultCPUAllocator: can't "
+                               f"allocate memory: you tried to allocate {wanted} bytes. Error code 12")
+        real_init(self, channels, height, width, pad, scale, *args, **kwargs)
+
+    monkeypatch.setattr(tiling.TileCanvas, "__init__", limited)
+    _save(tmp_path / "in" / "big.png", photo_like(96, 128, 1, gray=True))
+    _save(tmp_path / "in" / "small.png", photo_like(16, 16, 2, gray=True))
+    result = runner.invoke(app, ["restore", str(tmp_path / "in"), "-o", str(tmp_path / "out"), "--tile", "32",
+                                 "-w", str(tiny_weights[0]), "-w", str(tiny_weights[1])])
+    assert result.exit_code == 1
+    failed = _failed_lines(result.stderr)
+    assert failed == [f"failed {tmp_path / 'in' / 'big.png'}: out of memory restoring 128x96 at scale 4 "
+                      "(try --tile 16 or --scale 2)"]
+    assert os.listdir(tmp_path / "out") == ["small.png"]

@@ -48,3 +48,33 @@ def test_tiled_sr_matches_single_pass_on_320x240():
         canvas.add(win, out)
     diff = (canvas.result() - whole).abs().max().item()
     assert diff <= 1e-4, diff
+
+
+@pytest.mark.parametrize("h,w,tile,pad,scale", [(50, 77, 20, 6, 2), (240, 320, 64, 16, 4), (70, 33, 32, 8, 1),
+                                                (9, 9, 64, 4, 4)])
+def test_uint8_canvas_is_the_float_result_rounded_and_keeps_only_a_band_in_float(h, w, tile, pad, scale):
+    """The banded uint8 canvas gives round(255 x the float canvas) at every pixel, while its
+    float part never exceeds about one row of windows."""
+    g = torch.Generator().manual_seed(1)
+    wins = split_into_tiles(h, w, tile, pad)
+    outputs = [torch.rand(3, win.shape[0] * scale, win.shape[1] * scale, generator=g) for win in wins]
+    full, banded = TileCanvas(3, h, w, pad, scale), TileCanvas(3, h, w, pad, scale, dtype=torch.uint8)
+    band_rows = []
+    for win, out in zip(wins, outputs):
+        full.add(win, out)
+        banded.add(win, out)
+        band_rows.append(banded.sum.shape[1])
+    result = banded.result()
+    assert result.dtype == torch.uint8 and result.shape == (3, h * scale, w * scale)
+    expected = (full.result().clamp(0, 1) * 255).round().to(torch.uint8)
+    assert (result.int() - expected.int()).abs().max() <= 1  # float summation order: rarely off by 1
+    assert (result == expected).float().mean() > 0.999
+    assert max(band_rows) <= (min(tile, h) + 2 * pad) * scale
+
+
+def test_uint8_canvas_refuses_windows_out_of_order():
+    wins = split_into_tiles(64, 64, 16, 4)
+    canvas = TileCanvas(1, 64, 64, 4, 1, dtype=torch.uint8)
+    with pytest.raises(RuntimeError, match="uncovered"):  # rows above the last window never filled
+        for win in reversed(wins):
+            canvas.add(win, torch.ones(1, *win.shape))

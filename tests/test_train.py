@@ -596,7 +596,7 @@ def test_bins_recipe_trains_with_classes_and_a_holdout_of_larger_photos(data_dir
     assert any("cls" in m for m in logged)
     assert "adv" not in logged[0] and "adv" in logged[-1]
     assert any("2 classes under labelled" in e for e in events)
-    assert any("48 photos found; 16 held out" in e for e in events)  # only the 36 larger ones
+    assert any("48 photos found" in e and "16 held out" in e for e in events)  # only the 36 larger ones
     records = [json.loads(x) for x in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
     scored = [r for r in records if "hue_hit" in r]
     assert len(scored) == 2 and all(0 <= r["hue_hit"] <= 1 for r in scored)
@@ -637,3 +637,23 @@ def test_rebalanced_regression_weights_each_pixel_by_its_colour():
     assert weighted_l1(fake, real).item() == pytest.approx(0.35 / 2)
     plain, _ = ChromaLoss(1.0, "l1")({"ab": fake}, real, None)
     assert plain.item() == pytest.approx(0.35 / 2)
+
+
+def test_both_trainers_say_how_many_photos_they_found_and_held_out(data_dir, tmp_path):
+    import re
+
+    from colorsr_cli.train.common import Reporter
+
+    events = []
+    reporter = Reporter(on_event=events.append)
+    train_color(ColorRecipe(data=str(data_dir), out=str(tmp_path / "c"), max_steps=1, width=8, disc_width=8,
+                            batch_size=4, device="cpu", threads=1), reporter=reporter)
+    train_sr(SRRecipe(data=str(data_dir), out=str(tmp_path / "s"), max_steps=1, hr_size=32, channels=8,
+                      blocks=1, disc_width=8, batch_size=2, perceptual="features", device="cpu", threads=1),
+             reporter=reporter)
+    found = [re.search(r"(\d+) photos found in .*: (\d+) for training, (\d+) held out for validation", e)
+             for e in events]
+    counts = [tuple(map(int, m.groups())) for m in found if m]
+    assert len(counts) == 2, events
+    assert all(n == train + val and val >= 1 for n, train, val in counts)
+    assert counts[0][0] == 31  # 24 + 6 photos and the corrupt file (skipped when decoded)

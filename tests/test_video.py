@@ -311,3 +311,12 @@ def test_frames_leave_a_gpu_as_one_batch_with_the_same_pixels(restorer, monkeypa
     assert calls == [(3, 3, 96, 128)]
     assert len(batch) == 3 and all(b.shape == (96, 128, 3) and b.dtype == np.uint8 for b in batch)
     assert all(b.flags["C_CONTIGUOUS"] and np.array_equal(a, b) for a, b in zip(per_frame, batch))
+
+
+def test_out_naming_a_new_folder_creates_it(tmp_path, tiny_weights):
+    """`--out outdir/` (a trailing slash) is a folder even before it exists: created, and the
+    film goes inside it under its default name."""
+    clip = write_clip(tmp_path / "film.mp4", panning_frames(4))
+    result = _video_cli([str(clip), "--scale", "1", "--out", f"{tmp_path / 'new' / 'deeper'}/"], tiny_weights)
+    assert result.exit_code == 0, result.output
+    assert read_clip(tmp_path / "new" / "deeper" / "film_colorsr.mp4")[0][0].shape == (48, 64, 3)

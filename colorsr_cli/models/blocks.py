@@ -135,14 +135,16 @@ def _cubic(t: float, a: float = -0.75) -> float:
 def _bicubic_phase_kernel(scale: int, device: str) -> torch.Tensor:
     """(scale^2, 1, 5, 5) float32: one 5x5 filter per output sub-pixel (i, j) of an integer
     bicubic upscale with align_corners=False. Output row scale*y + i samples the input at
-    y + (2i + 1 - scale) / (2 scale), i.e. 4 taps within y-2 .. y+2 for any scale."""
-    taps = torch.zeros(scale, 5, dtype=torch.float64)
-    for i in range(scale):
-        s = (2 * i + 1 - scale) / (2 * scale)
-        f = math.floor(s)
-        for d in range(-1, 3):
-            taps[i, f + d + 2] += _cubic(s - f - d)
-    return torch.einsum("ia,jb->ijab", taps, taps).reshape(scale * scale, 1, 5, 5).float().to(device)
+    y + (2i + 1 - scale) / (2 scale), i.e. 4 taps within y-2 .. y+2 for any scale. Made outside
+    inference mode: the cached kernel must also serve training after an inference call."""
+    with torch.inference_mode(False):
+        taps = torch.zeros(scale, 5, dtype=torch.float64)
+        for i in range(scale):
+            s = (2 * i + 1 - scale) / (2 * scale)
+            f = math.floor(s)
+            for d in range(-1, 3):
+                taps[i, f + d + 2] += _cubic(s - f - d)
+        return torch.einsum("ia,jb->ijab", taps, taps).reshape(scale * scale, 1, 5, 5).float().to(device)
 
 
 def bicubic_upscale(x: torch.Tensor, scale: int) -> torch.Tensor:

@@ -50,6 +50,7 @@ from colorsr_cli.train.common import (
     seed_everything,
     setup_distributed,
     split_photos,
+    split_summary,
     to_chw,
     unwrap,
     use_mixed_precision,
@@ -225,8 +226,7 @@ def train_color(recipe: ColorRecipe, resume: bool = False, reporter: Reporter | 
         val_photos = photos
         train_idx, val_idx = split_photos(photos, recipe.val_fraction, recipe.holdout_seed,
                                           recipe.holdout_min_side)
-    reporter.on_event(f"{len(photos)} photos found; {len(val_idx)} held out for validation, "
-                      f"{len(train_idx)} to train on")
+    reporter.on_event(split_summary(recipe.data, len(photos), len(train_idx), len(val_idx), recipe.val))
     labels, class_names = photo_labels(photos, Path(recipe.data), recipe.class_folders)
     if recipe.class_folders:
         reporter.on_event(f"{len(class_names)} classes under {recipe.class_folders}: "

@@ -167,6 +167,13 @@ def split_photos(photos: PhotoFolder, fraction: float, seed: int, min_side: int 
     return [i for i in range(len(photos)) if i not in held], sorted(held)
 
 
+def split_summary(data: str, found: int, train: int, val: int, val_folder: str | None = None) -> str:
+    """One line on what a trainer found: how many photos, how many train, how many validate and
+    where those come from (held out of data, or a --val folder)."""
+    source = f"from {val_folder}" if val_folder else "held out for validation"
+    return f"{found} photos found in {data}: {train} for training, {val} {source}"
+
+
 def holdout_seed_of(recipe: dict[str, Any]) -> int:
     """The seed of a run's hold-out split, from its recipe.json. Runs begun before --holdout-seed
     existed split with their --seed."""

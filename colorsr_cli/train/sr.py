@@ -40,6 +40,7 @@ from colorsr_cli.train.common import (
     seed_everything,
     setup_distributed,
     split_holdout,
+    split_summary,
     to_chw,
     unwrap,
     use_mixed_precision,
@@ -175,6 +176,7 @@ def train_sr(recipe: SRRecipe, resume: bool = False, reporter: Reporter | None =
     else:
         val_photos = photos
         train_idx, val_idx = split_holdout(len(photos), recipe.val_fraction, recipe.holdout_seed, hi=200)
+    reporter.on_event(split_summary(recipe.data, len(photos), len(train_idx), len(val_idx), recipe.val))
     steps_per_epoch = len(train_idx) // (recipe.batch_size * ddp.world)
     if steps_per_epoch == 0:
         raise ValueError(f"{recipe.data}: {len(train_idx)} usable training images are fewer than "
