@@ -104,21 +104,21 @@ def train_color_cmd(
     cache_photos: bool = typer.Option(False, "--cache/--no-cache", help="Decode every photo once and "
                                       "keep it in memory (3 bytes a pixel): small photos on a GPU."),
     head: str = typer.Option("regression", "--head", help="regression (ab through a tanh) or bins "
-                             "(a distribution over quantised ab, class-rebalanced: livelier colour)."),
+                             "(a distribution over quantised ab, rebalanced: livelier colour)."),
     ce_weight: float = typer.Option(1.0, "--ce-weight", help="Weight of a bins head's cross-entropy."),
     temperature: float = typer.Option(0.38, "--temperature", help="Annealed-mean temperature (bins)."),
     rebalance_mix: float | None = typer.Option(
-        None, "--rebalance-mix", min=0.0, max=1.0, help="Class rebalancing: loss weights from the "
+        None, "--rebalance-mix", help="Class rebalancing: loss weights from the "
         "inverse colour prior mixed with this share of uniform (1 = none; default 0.5 with --head "
         "bins, 1 otherwise)."),
-    global_features: bool = typer.Option(False, "--global-features/--no-global-features",
+    global_features: bool = typer.Option(False, "--global-features",
                                          help="Fuse image-level features into the decoder."),
     class_folders: str | None = typer.Option(
         None, "--class-folders", help="Subfolder of --data whose folders are class labels: trains "
-        "an auxiliary classifier on the global features (needs --global-features)."),
+        "an auxiliary classifier on the image-level features."),
     class_weight: float = typer.Option(0.1, "--class-weight", help="Weight of the class loss."),
     disc_lr: float | None = typer.Option(None, "--disc-lr", help="Discriminator lr (default --lr)."),
-    holdout_min_side: int = typer.Option(0, "--holdout-min-side", help="Hold out only photos with "
+    holdout_min_side: int = typer.Option(0, "--holdout-side", help="Hold out only photos with "
                                          "a shorter side of at least this many px (0 = any)."),
     val_fraction: float = typer.Option(0.02, "--val-fraction", help="Share of the (eligible) photos "
                                        "held out when there is no --val."),

@@ -204,6 +204,8 @@ def train_color(recipe: ColorRecipe, resume: bool = False, reporter: Reporter | 
         raise ValueError(f"unknown pixel loss {recipe.pixel_loss!r} (one of {', '.join(PIXEL_LOSSES)})")
     if recipe.head not in ("regression", "bins"):
         raise ValueError(f"unknown head {recipe.head!r} (regression or bins)")
+    if recipe.rebalance_mix is not None and not 0 <= recipe.rebalance_mix <= 1:
+        raise ValueError(f"--rebalance-mix must be between 0 and 1, got {recipe.rebalance_mix}")
     if recipe.select_by not in ("l1", "hue_hit"):
         raise ValueError(f"unknown --select-by {recipe.select_by!r} (l1 or hue_hit)")
     device = resolve_device(recipe.device, int(os.environ.get("LOCAL_RANK", 0)))
