@@ -230,9 +230,37 @@ def write_report(report: EvalReport, folder: Path, method_names: list[str]) -> d
     rows = sorted(report.sheet_rows, key=lambda r: -r[0])
     if rows:
         picks = [rows[0], rows[len(rows) // 2], rows[-1]] if len(rows) >= 3 else rows
-        grid = torch.cat([torch.cat(cells, dim=2) for _, _, cells in picks], dim=1)
-        write_image_atomic(paths["sheet"], grid.permute(1, 2, 0).clamp(0, 1).numpy())
+        names = ["best", "median", "worst"] if len(rows) >= 3 else ["photo"] * len(rows)
+        labels = [f"{n}: {image} (SSIM {score:.3f})" for n, (score, image, _) in zip(names, picks)]
+        sheet = labelled_sheet([cells for _, _, cells in picks], summary["columns"], labels)
+        write_image_atomic(paths["sheet"], sheet)
     return paths
+
+
+def labelled_sheet(rows: list[list[torch.Tensor]], columns: list[str], row_labels: list[str]
+                   ) -> np.ndarray:
+    """Rows of equal-height (3, H, W) images in [0, 1] -> an (H', W', 3) uint8 sheet with each
+    column's name above it and each row's label above the row."""
+    from PIL import Image, ImageDraw
+
+    band = 14  # pixels of text above the header and above each row
+    widths = [cell.shape[-1] for cell in rows[0]]
+    width = sum(widths)
+    height = band + sum(band + row[0].shape[-2] for row in rows)
+    sheet = Image.new("RGB", (width, height), "white")
+    draw = ImageDraw.Draw(sheet)
+    x = 0
+    for name, w in zip(columns, widths):
+        draw.text((x + 2, 1), name, fill="black")
+        x += w
+    y = band
+    for label, row in zip(row_labels, rows):
+        draw.text((2, y + 1), label, fill="black")
+        y += band
+        strip = torch.cat(row, dim=2).permute(1, 2, 0).clamp(0, 1).mul(255).round().byte().numpy()
+        sheet.paste(Image.fromarray(strip), (0, y))
+        y += row[0].shape[-2]
+    return np.asarray(sheet)
 
 
 def _write_text_atomic(path: Path, text: str) -> None:

@@ -56,8 +56,12 @@ def test_eval_end_to_end_writes_report(tiny_weights, tmp_path):
     assert summary["methods"]["gray+bicubic"]["colorfulness"] < 1.0
     rows = (tmp_path / "rep" / "metrics.csv").read_text().splitlines()
     assert len(rows) == 1 + 5 * 4
-    sheet = Image.open(tmp_path / "rep" / "contact_sheet.png")
-    assert sheet.size == (256 * 6, 256 * 3)
+    sheet = np.asarray(Image.open(tmp_path / "rep" / "contact_sheet.png").convert("RGB"))
+    band = 14  # a text band above the column names and above each of the 3 rows
+    assert sheet.shape == (256 * 3 + 4 * band, 256 * 6, 3)
+    for top in (0, band, 2 * band + 256, 3 * band + 512):  # the bands hold dark text on white
+        text = sheet[top:top + band]
+        assert (text == 255).mean() > 0.8 and (text < 100).any()
 
 
 def test_protocol_seed_is_a_deprecated_alias_of_ssim64(tiny_weights, tmp_path):
