@@ -18,14 +18,15 @@ import torch
 from calibrate_chroma import holdout_photos, protocol_views  # a tools/ sibling
 from PIL import Image, ImageDraw
 
-from colorsr_cli.color import lab_to_rgb, rgb_to_lab
+from colorsr_cli.color import normalize_l, rgb_to_lab
 from colorsr_cli.io import write_image_atomic
+from colorsr_cli.train.color import merge_lab
 from colorsr_cli.weights import load_model
 
 
 def colourise(model: torch.nn.Module, gray: torch.Tensor) -> torch.Tensor:
-    L = rgb_to_lab(gray)[:, :1]
-    return lab_to_rgb(torch.cat((L, model(L / 50 - 1) * 110), 1))
+    L = normalize_l(rgb_to_lab(gray)[:, :1])
+    return merge_lab(L, model(L))
 
 
 @torch.inference_mode()

@@ -51,6 +51,8 @@ class ColorizerConfig:
             raise ValueError("a bins head needs the number of ab bins")
         if self.head_stride not in [2**k for k in range(self.depth + 1)]:
             raise ValueError(f"head_stride must be a power of 2 up to 2**depth, not {self.head_stride}")
+        if self.head == "regression" and self.head_stride != 1:
+            raise ValueError("head_stride applies to a bins head; a regression head predicts at full size")
 
 
 class _DoubleConv(nn.Sequential):
@@ -75,9 +77,12 @@ class ColorizerUNet(nn.Module):
             cin = cout
         self.pool = nn.MaxPool2d(2)
         self.bottleneck = _DoubleConv(widths[-2], widths[-1], bn)
+        # The decoder climbs back to 1/head_stride of the input size: a coarser bins head skips
+        # the finest levels.
+        self.levels_skipped = config.head_stride.bit_length() - 1
         self.up = nn.ModuleList()
         self.merge = nn.ModuleList()
-        for deep, skip in zip(widths[:0:-1], widths[-2::-1]):
+        for deep, skip in list(zip(widths[:0:-1], widths[-2::-1]))[:config.depth - self.levels_skipped]:
             self.up.append(nn.Sequential(nn.ConvTranspose2d(deep, skip, 2, 2), nn.ReLU(inplace=True)))
             self.merge.append(_DoubleConv(skip * 2, skip, bn))
         deepest = widths[-1]
@@ -87,9 +92,6 @@ class ColorizerUNet(nn.Module):
             self.fuse = conv_bn_act(deepest * 2, deepest, nn.ReLU(inplace=True), bn=bn, kernel=1)
         if config.classes:
             self.classifier = nn.Linear(deepest, config.classes)
-        self.levels_skipped = config.head_stride.bit_length() - 1
-        if self.levels_skipped:
-            del self.up[-self.levels_skipped:], self.merge[-self.levels_skipped:]
         if config.head == "bins":
             self.head = nn.Conv2d(widths[self.levels_skipped], config.bins, 1)
             # The bin centres travel in the weight file (Lab units, (bins, 2)).

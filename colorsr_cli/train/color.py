@@ -227,7 +227,7 @@ def train_color(recipe: ColorRecipe, resume: bool = False, reporter: Reporter | 
     else:
         val_photos = photos
         train_idx, val_idx = split_photos(photos, recipe.val_fraction, recipe.holdout_seed,
-                                          recipe.holdout_min_side)
+                                          recipe.holdout_min_side, reporter)
     reporter.on_event(split_summary(recipe.data, len(photos), len(train_idx), len(val_idx), recipe.val))
     labels, class_names = photo_labels(photos, Path(recipe.data), recipe.class_folders)
     if recipe.class_folders:
@@ -245,21 +245,15 @@ def train_color(recipe: ColorRecipe, resume: bool = False, reporter: Reporter | 
         temperature=recipe.temperature, head_stride=recipe.head_stride if bins is not None else 1,
         global_features=recipe.global_features,
         classes=len(class_names)))
-    if bins is not None:
-        G.ab_bins.copy_(bins)
     loss = ChromaLoss(recipe.l1_weight, recipe.pixel_loss, recipe.class_weight if class_names else 0.0)
     mix = recipe.rebalance_mix if recipe.rebalance_mix is not None else (0.5 if bins is not None else 1.0)
     if bins is not None or mix < 1:
-        every_bin = gamut_bins()
-        counts = training_colour_counts(photos, train_idx, recipe.size, every_bin, recipe.seed)
-        weights = rebalance_weights(smooth_prior(counts, every_bin), mix).to(device)
-        loss = (ChromaLoss(recipe.ce_weight, "bins", loss.class_weight, every_bin.to(device), weights)
+        cells = gamut_bins()
+        counts = training_colour_counts(photos, train_idx, recipe.size, cells, recipe.seed)
+        weights = rebalance_weights(smooth_prior(counts, cells), mix).to(device)
+        loss = (ChromaLoss(recipe.ce_weight, "bins", loss.class_weight, cells.to(device), weights)
                 if bins is not None else replace(loss, bin_weights=weights))
         run.write_json("prior.json", {"counts": [int(c) for c in counts]})
-    if recipe.holdout_min_side and not recipe.val and len(photos.indices_with_min_side(
-            recipe.holdout_min_side)) == len(photos):
-        reporter.on_event(f"note: fewer than 32 photos have a shorter side of {recipe.holdout_min_side} "
-                          f"px or more: the hold-out is drawn from all photos")
     if recipe.init_weights and not resume:
         fresh = init_generator(G, Path(recipe.init_weights))
         reporter.on_event(f"generator initialised from {recipe.init_weights}" + (
@@ -389,17 +383,16 @@ def ab_distance(fake: torch.Tensor, real: torch.Tensor, weight: torch.Tensor | N
     return dist.mean() if weight is None else (dist * weight).mean()
 
 
-# recipe.pixel_loss -> (loss function (fake, real) -> scalar, the name it is logged under; "l1"
-# keeps pix2pix's metric name).
-PIXEL_LOSSES = {"l1": (lambda fake, real, weight=None: weighted_l1(fake, real, weight), "l1"),
-                "euclidean": (lambda fake, real, weight=None: ab_distance(fake, real, weight), "ab_dist")}
-
-
 def weighted_l1(fake: torch.Tensor, real: torch.Tensor, weight: torch.Tensor | None = None) -> torch.Tensor:
     """Mean |fake - real| over (N, 2, H, W) ab maps; weight (N, H, W) weights each pixel."""
     if weight is None:
         return F.l1_loss(fake, real)
     return ((fake - real).abs().mean(1) * weight).mean()
+
+
+# recipe.pixel_loss -> (loss function (fake, real, pixel weight or None) -> scalar, the name it
+# is logged under; "l1" keeps pix2pix's metric name).
+PIXEL_LOSSES = {"l1": (weighted_l1, "l1"), "euclidean": (ab_distance, "ab_dist")}
 
 
 @dataclass
@@ -424,14 +417,11 @@ class ChromaLoss:
             pixel_weight = self.bin_weights[nearest_bin(truth)]
             term = rebalanced_cross_entropy(out["logits"], soft_encode(truth), pixel_weight)
             logs = {"ce": term.detach(), "l1": F.l1_loss(out["ab"].detach().float(), ab)}
-        elif self.bin_weights is not None:  # a regression loss, class-rebalanced per pixel
-            weight = self.bin_weights[nearest_bin(denormalize_ab(ab.float()))]
+        else:  # a regression loss, class-rebalanced per pixel when bin_weights are given
+            weight = (None if self.bin_weights is None
+                      else self.bin_weights[nearest_bin(denormalize_ab(ab.float()))])
             loss_fn, name = PIXEL_LOSSES[self.pixel_loss]
             term = loss_fn(out["ab"].float(), ab, weight)
-            logs = {name: term.detach()}
-        else:
-            loss_fn, name = PIXEL_LOSSES[self.pixel_loss]
-            term = loss_fn(out["ab"].float(), ab)
             logs = {name: term.detach()}
         total = self.weight * term
         if self.class_weight and labels is not None and bool((labels >= 0).any()):
@@ -441,10 +431,9 @@ class ChromaLoss:
         return total, logs
 
 
-def pixel_only_step(G, opt_g, rgb: torch.Tensor, amp: bool, loss: ChromaLoss | str = "l1",
+def pixel_only_step(G, opt_g, rgb: torch.Tensor, amp: bool, loss: ChromaLoss,
                     labels: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
     """One generator update on the non-adversarial terms alone (the pre-training phase)."""
-    loss = ChromaLoss(1.0, loss) if isinstance(loss, str) else loss
     with torch.autocast(rgb.device.type, torch.bfloat16, enabled=amp):
         L, ab = split_lab(rgb.float())
         out = G(L, details=True)

@@ -158,11 +158,15 @@ def split_holdout(n: int, fraction: float, seed: int, lo: int = 16, hi: int = 10
     return sorted(perm[k:].tolist()), sorted(perm[:k].tolist())
 
 
-def split_photos(photos: PhotoFolder, fraction: float, seed: int, min_side: int = 0
-                 ) -> tuple[list[int], list[int]]:
+def split_photos(photos: PhotoFolder, fraction: float, seed: int, min_side: int = 0,
+                 reporter: Reporter | None = None) -> tuple[list[int], list[int]]:
     """The (train, val) indices of a run without --val: split_holdout over the photos whose
-    shorter side is at least min_side (PhotoFolder.indices_with_min_side), the rest training."""
+    shorter side is at least min_side (PhotoFolder.indices_with_min_side), the rest training.
+    The reporter is told when too few photos are that large and all of them are eligible."""
     eligible = photos.indices_with_min_side(min_side)
+    if min_side and len(eligible) == len(photos) and reporter is not None:
+        reporter.on_event(f"note: fewer than 32 photos have a shorter side of {min_side} px or "
+                          f"more: the hold-out is drawn from all photos")
     held = {eligible[i] for i in split_holdout(len(eligible), fraction, seed)[1]}
     return [i for i in range(len(photos)) if i not in held], sorted(held)
 
@@ -423,9 +427,8 @@ def run_loop(schedule: Schedule, ddp: Dist, run: RunLog, reporter: Reporter,
 
 def generator_pixel_step(G, opt_g, x: torch.Tensor, target: torch.Tensor, amp: bool,
                          loss_fn: Callable = F.l1_loss) -> torch.Tensor:
-    """One generator update on a pixel loss (default L1) of G(x) and target alone (the
-    colouriser's pre-training phase, the SR warm-up); returns the loss (a detached tensor: see
-    run_loop)."""
+    """One generator update on a pixel loss (default L1) of G(x) and target alone (the SR
+    warm-up); returns the loss (a detached tensor: see run_loop)."""
     with torch.autocast(x.device.type, torch.bfloat16, enabled=amp):
         loss = loss_fn(G(x).float(), target)
     opt_g.zero_grad(set_to_none=True)
