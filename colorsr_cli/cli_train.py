@@ -181,6 +181,9 @@ def train_sr_cmd(
     lr_kernel: str = typer.Option("area", "--lr-kernel", help="How LR inputs are made from HR crops: area "
                                   "(the evaluation protocol's), bicubic (the SR papers'), or mixed "
                                   "(each sample one or the other)."),
+    pairs: bool = typer.Option(False, "--pairs", help="--data (and --val) hold lr/ and target/ "
+                               "images: train to map each input to its target (distillation)."),
+    init: str | None = typer.Option(None, "--init", help="Start from these SR weights (same design)."),
     disc_width: int = typer.Option(64, "--disc-width"),
     val_every: int | None = typer.Option(None, "--val-every"), seed: int = typer.Option(0, "--seed"),
     holdout_seed: int = _HOLDOUT_SEED,
@@ -200,7 +203,7 @@ def train_sr_cmd(
                       batch_size=batch_size, lr=lr, perceptual=perceptual, adv_weight=adv_weight,
                       pixel_weight=pixel_weight, channels=channels, blocks=blocks, head_kernel=head_kernel,
                       tail_kernel=tail_kernel, global_skip=global_skip, upsampler=upsampler,
-                      lr_kernel=lr_kernel, disc_width=disc_width,
+                      lr_kernel=lr_kernel, pairs=pairs, init=init, disc_width=disc_width,
                       val_every=val_every, seed=seed, holdout_seed=holdout_seed,
                       checkpoint_every=checkpoint_every, device=device, amp=amp, workers=workers,
                       threads=threads)

@@ -21,6 +21,7 @@ import torch.nn.functional as F
 from torch.nn.parallel import DistributedDataParallel as DDP
 
 from colorsr_cli.devices import resolve_device
+from colorsr_cli.errors import DataError
 from colorsr_cli.evaluate import bicubic_reduce
 from colorsr_cli.io import write_image_atomic
 from colorsr_cli.models import SRConfig, SRDiscriminator, SRDiscriminatorConfig, SRGenerator
@@ -79,6 +80,11 @@ class SRRecipe:
     # photo's reduction), "bicubic" (the SR papers' protocol: OpenCV bicubic, no antialiasing),
     # or "mixed" (each sample one or the other at random; validation alternates them).
     lr_kernel: str = "area"
+    # data (and val) hold lr/ and target/ folders of matching images, e.g. a teacher's outputs
+    # on degraded photos (tools/teacher_pairs.py): the input is taken from lr/, the target from
+    # target/, and no LR is made (lr_kernel unused). Training on them distills the teacher.
+    pairs: bool = False
+    init: str | None = None  # start G from these weights (a manifest name or file; same design)
     disc_width: int = 64
     vgg_weights: str = "vgg19-imagenet"
     val_fraction: float = 0.05
@@ -114,6 +120,50 @@ def hr_lr_pair(img: np.ndarray, hr: int, scale: int, rng: np.random.Generator | 
     if kernel == "mixed":
         kernel = "bicubic" if rng.random() < 0.5 else "area"
     return to_chw(downsample(crop, scale, kernel)), to_chw(crop)
+
+
+class PairFolder:
+    """Matching inputs and targets: ROOT/lr/NAME and ROOT/target/NAME, the target `scale` times
+    the input's size. load(i) -> (input, target), RGB float32 in [0, 1]."""
+
+    def __init__(self, root: Path, reporter: Reporter, scale: int, min_side: int):
+        self.inputs = PhotoFolder(root / "lr", reporter)
+        self.targets = PhotoFolder(root / "target", reporter)
+        names = [p.relative_to(root / "lr") for p in self.inputs.paths]
+        if names != [p.relative_to(root / "target") for p in self.targets.paths]:
+            raise DataError(f"{root}: lr/ and target/ do not hold the same file names")
+        self.root, self.scale, self.min_side = root, scale, min_side
+
+    def __len__(self) -> int:
+        return len(self.inputs)
+
+    def load(self, index: int) -> tuple[np.ndarray, np.ndarray]:
+        x, y = self.inputs.load(index), self.targets.load(index)
+        paired = y.shape == (x.shape[0] * self.scale, x.shape[1] * self.scale, 3)
+        if not paired or min(x.shape[:2]) < self.min_side:
+            raise DataError(f"{self.inputs.paths[index]}: input {x.shape[1]}x{x.shape[0]} and target "
+                            f"{y.shape[1]}x{y.shape[0]} are not a x{self.scale} pair of at least "
+                            f"{self.min_side} px")
+        return x, y
+
+
+def paired_crop(x: np.ndarray, y: np.ndarray, hr: int, scale: int, rng: np.random.Generator | None
+                ) -> tuple[torch.Tensor, torch.Tensor]:
+    """The same view of an input and its x`scale` target: a random (or, without rng, centre)
+    hr/scale crop of x and the matching hr crop of y, flipped and rotated alike."""
+    size = hr // scale
+    h, w = x.shape[:2]
+    if rng is None:
+        i, j = (h - size) // 2, (w - size) // 2
+    else:
+        i, j = int(rng.integers(0, h - size + 1)), int(rng.integers(0, w - size + 1))
+    x, y = x[i:i + size, j:j + size], y[i * scale:(i + size) * scale, j * scale:(j + size) * scale]
+    if rng is not None:
+        if rng.random() < 0.5:
+            x, y = x[:, ::-1], y[:, ::-1]
+        turns = int(rng.integers(0, 4))
+        x, y = np.rot90(x, turns), np.rot90(y, turns)
+    return to_chw(np.ascontiguousarray(x)), to_chw(np.ascontiguousarray(y))
 
 
 def downsample(img: np.ndarray, scale: int, kernel: str) -> np.ndarray:
@@ -169,9 +219,15 @@ def train_sr(recipe: SRRecipe, resume: bool = False, reporter: Reporter | None =
     run = RunLog(Path(recipe.out), enabled=ddp.main)
     seed_everything(recipe.seed)
 
-    photos = PhotoFolder(Path(recipe.data), reporter, min_side=recipe.hr_size)
+    if recipe.pairs:
+        def folder(root: str):
+            return PairFolder(Path(root), reporter, recipe.scale, recipe.hr_size // recipe.scale)
+    else:
+        def folder(root: str):
+            return PhotoFolder(Path(root), reporter, min_side=recipe.hr_size)
+    photos = folder(recipe.data)
     if recipe.val:
-        val_photos = PhotoFolder(Path(recipe.val), reporter, min_side=recipe.hr_size)
+        val_photos = folder(recipe.val)
         train_idx, val_idx = list(range(len(photos))), list(range(min(len(val_photos), 200)))
     else:
         val_photos = photos
@@ -186,6 +242,8 @@ def train_sr(recipe: SRRecipe, resume: bool = False, reporter: Reporter | None =
     G = SRGenerator(SRConfig(recipe.channels, recipe.blocks, recipe.head_kernel,
                              recipe.tail_kernel, recipe.scale, recipe.global_skip,
                              recipe.upsampler)).to(device)
+    if recipe.init and not resume:
+        load_initial_weights(G, recipe.init)
     D = SRDiscriminator(SRDiscriminatorConfig(recipe.disc_width)).to(device)
     perceptual = Perceptual(recipe.perceptual, D, recipe.vgg_weights).to(device)
     opt_g = torch.optim.Adam(G.parameters(), recipe.lr, betas=(recipe.beta1, recipe.beta2))
@@ -204,11 +262,16 @@ def train_sr(recipe: SRRecipe, resume: bool = False, reporter: Reporter | None =
         G, D = DDP(G), DDP(D)
     amp = use_mixed_precision(device, recipe.amp)
     kernels = ("area", "bicubic") if recipe.lr_kernel == "mixed" else (recipe.lr_kernel,)
-    pairs = [hr_lr_pair(val_photos.load(i), recipe.hr_size, recipe.scale, None, kernels[k % len(kernels)])
-             for k, i in enumerate(val_idx)]
+    if recipe.pairs:
+        pairs = [paired_crop(*val_photos.load(i), recipe.hr_size, recipe.scale, None) for i in val_idx]
+    else:
+        pairs = [hr_lr_pair(val_photos.load(i), recipe.hr_size, recipe.scale, None, kernels[k % len(kernels)])
+                 for k, i in enumerate(val_idx)]
     val_lr, val_hr = torch.stack([p[0] for p in pairs]), torch.stack([p[1] for p in pairs])
 
     def sample(i: int, rng: np.random.Generator):
+        if recipe.pairs:
+            return paired_crop(*photos.load(i), recipe.hr_size, recipe.scale, rng)
         return hr_lr_pair(photos.load(i), recipe.hr_size, recipe.scale, rng, recipe.lr_kernel)
 
     def step_fn(batch, step: int) -> dict[str, torch.Tensor]:
@@ -247,6 +310,18 @@ def train_sr(recipe: SRRecipe, resume: bool = False, reporter: Reporter | None =
         run_loop(schedule, ddp, run, reporter, train_idx, sample, step_fn, validate_fn,
                  save_best, state, step, best_val)
     return Path(recipe.out)
+
+
+def load_initial_weights(G: SRGenerator, name_or_path: str) -> None:
+    """G's weights from a manifest name or weight file of the same design (--init)."""
+    from colorsr_cli.weights import load_model
+
+    model, _ = load_model(name_or_path, "sr")
+    try:
+        G.load_state_dict(model.state_dict())
+    except RuntimeError as exc:
+        raise ValueError(f"--init {name_or_path}: not the recipe's network design "
+                         f"({str(exc).splitlines()[0]})") from None
 
 
 def pixel_step(G, opt_g, lr: torch.Tensor, hr: torch.Tensor, amp: bool) -> dict[str, torch.Tensor]:
