@@ -257,7 +257,7 @@ def import_entry(entry: ManifestEntry) -> Path:
     if problem:
         path.unlink()
         raise WeightsError(f"weights {entry.name!r} converted from {entry.importer} do not match the "
-                           f"manifest ({problem}): another release of that package?")
+                           f"manifest ({problem}): another version of that package?")
     return path
 
 

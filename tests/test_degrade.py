@@ -4,7 +4,7 @@ import cv2
 import numpy as np
 import pytest
 
-from colorsr_cli.degrade import Degradation, degrade, draw_degradation
+from colorsr_cli.degrade import Degradation, degrade, degrade_real, draw_degradation
 
 from .conftest import photo_like
 
@@ -38,3 +38,21 @@ def test_each_step_shows_and_seeds_reproduce():
     assert np.array_equal(a, b)
     with pytest.raises(ValueError, match="multiples of 4"):
         degrade(rgb[:127], clean, np.random.default_rng(0))
+
+
+def test_training_degradation_varies_degrades_and_reproduces():
+    """degrade_real: the quarter size in uint8, always further from the clean area reduction
+    than rounding (blur, noise or JPEG happened), strengths that vary from draw to draw, and
+    a seed that reproduces a draw."""
+    rgb = photo_like(128, 96, 3).astype(np.float32) / 255
+    area = cv2.resize(rgb, (24, 32), interpolation=cv2.INTER_AREA) * 255
+    errors = []
+    for seed in range(24):
+        out = degrade_real(rgb, np.random.default_rng(seed))
+        assert out.shape == (32, 24, 3) and out.dtype == np.uint8
+        errors.append(np.abs(out - area).mean())
+    assert min(errors) > 0.5 and max(errors) > 3 * min(errors)
+    a, b = (degrade_real(rgb, np.random.default_rng(7)) for _ in range(2))
+    assert np.array_equal(a, b)
+    with pytest.raises(ValueError, match="multiples of 4"):
+        degrade_real(rgb[:126], np.random.default_rng(0))
