@@ -9,7 +9,8 @@ like), side by side in one run: quality against the truth and against the teache
 The teacher's outputs are kept in DEGRADED/teacher/ (computed once, reused by later runs);
 every method's speed is timed in this run on the first --speed-images inputs, at batch 16,
 fp32, with --threads threads. PSNR is on RGB with a 4-pixel border cropped; NIQE (Mittal et al.
-2013, lower looks more natural) is the mean over photos, next to the truth's own.
+2013, lower looks more natural) is that of each method's outputs taken together
+(metrics.niqe_of_set: a 256x256 photo alone has too few patches), next to the truth's own.
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ import torch
 
 from colorsr_cli.evaluate import labelled_sheet
 from colorsr_cli.io import find_images, read_image, write_image_atomic
-from colorsr_cli.metrics import niqe, psnr, ssim
+from colorsr_cli.metrics import niqe_of_set, psnr, ssim
 from colorsr_cli.pipeline import RestoreOptions, Restorer, resize, to_tensor
 from colorsr_cli.weights import load_model
 
@@ -99,10 +100,10 @@ def main() -> None:
             "psnr_vs_teacher": float(psnr(crop(out), crop(teacher)).mean()),
             "psnr_vs_truth": float(psnr(crop(out), crop(truth)).mean()),
             "ssim_vs_truth": float(ssim(crop(out), crop(truth)).mean()),
-            "niqe": float(niqe(out).mean()),
+            "niqe": float(niqe_of_set(out)),
             "images_per_s": images_per_second(fn, speed_inputs),
         }
-    truth_niqe = float(niqe(truth).mean())
+    truth_niqe = float(niqe_of_set(truth))
     speed_of_teacher = rows[args.teacher]["images_per_s"]
 
     print(f"{len(names)} photos, {inputs[0].shape[-1]}x{inputs[0].shape[-2]} inputs; "

@@ -332,25 +332,39 @@ def _niqe_patch_features(mscn: torch.Tensor, patch: int) -> torch.Tensor:
     return torch.stack(feats, 1).reshape(n, -1, 18)
 
 
-def niqe(x: torch.Tensor) -> torch.Tensor:
-    """NIQE of sRGB images (N, 3, H, W) in [0, 1] -> (N,): the distance of the image's natural
-    scene statistics from the pristine model; lower looks more natural (photographs about 3-6,
-    blurred or blocky ones higher). No reference image. Computed on BT.601 luma in 0..255,
-    cropped to multiples of 96; H and W must be at least 192 (two patches each way)."""
+def _niqe_features(x: torch.Tensor) -> torch.Tensor:
+    """sRGB images (N, 3, H, W) -> (N, patches, 36) NIQE patch features (see niqe)."""
     _check_images(x)
     h, w = (s - s % NIQE_PATCH for s in x.shape[-2:])
     if min(h, w) < 2 * NIQE_PATCH:
         raise ValueError(f"NIQE needs images of at least {2 * NIQE_PATCH}x{2 * NIQE_PATCH} pixels, "
                          f"got {x.shape[-2]}x{x.shape[-1]}")
     luma = 255.0 * rgb_to_luma(x.double())[..., :h, :w]
-    feats = torch.cat([_niqe_patch_features(_mscn(luma), NIQE_PATCH),
-                       _niqe_patch_features(_mscn(imresize(luma, 0.5, border="clip")), NIQE_PATCH // 2)], 2)
-    mu, cov = (t.to(x.device) for t in _niqe_pristine())
-    out = []
-    for f in feats:  # one image's (patches, 36)
-        diff = f.mean(0) - mu
-        out.append(torch.sqrt(diff @ torch.linalg.pinv((cov + torch.cov(f.T)) / 2) @ diff))
-    return torch.stack(out)
+    return torch.cat([_niqe_patch_features(_mscn(luma), NIQE_PATCH),
+                      _niqe_patch_features(_mscn(imresize(luma, 0.5, border="clip")), NIQE_PATCH // 2)], 2)
+
+
+def _niqe_distance(features: torch.Tensor) -> torch.Tensor:
+    """(patches, 36) -> the NIQE distance of their fitted gaussian from the pristine one."""
+    mu, cov = (t.to(features.device) for t in _niqe_pristine())
+    diff = features.mean(0) - mu
+    return torch.sqrt(diff @ torch.linalg.pinv((cov + torch.cov(features.T)) / 2) @ diff)
+
+
+def niqe(x: torch.Tensor) -> torch.Tensor:
+    """NIQE of sRGB images (N, 3, H, W) in [0, 1] -> (N,): the distance of the image's natural
+    scene statistics from the pristine model; lower looks more natural (photographs about 3-6,
+    blurred or blocky ones higher). No reference image. Computed on BT.601 luma in 0..255,
+    cropped to multiples of 96; H and W must be at least 192 (two patches each way)."""
+    return torch.stack([_niqe_distance(f) for f in _niqe_features(x)])
+
+
+def niqe_of_set(x: torch.Tensor) -> torch.Tensor:
+    """NIQE of a set of images taken together (a scalar): the patches of all N images fit one
+    gaussian. For sets of small images (a 256x256 photo has only 4 patches of 96x96, too few to
+    fit 36 features, so its own NIQE is far above the usual range), this compares methods on
+    the same photos stably; for one image it is niqe()."""
+    return _niqe_distance(_niqe_features(x).flatten(0, 1))
 
 
 def _colorfulness_of_output(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:

@@ -312,3 +312,18 @@ def test_rebalanced_auc_weights_pixels_by_inverse_prior():
     prior[idx[0]], prior[idx[1]] = 0.1, 0.4  # pixel 1's colour 4x rarer: weight 4 vs 1
     got = rebalanced_auc(gray, truth, prior).item()
     assert got == pytest.approx((4 * 110 + 130) / 5 / 151, abs=2e-3)
+
+
+def test_niqe_of_set_pools_patches_and_ranks_blur_worse():
+    """One image's set NIQE is its NIQE; over a set of small photos (4 patches each) the pooled
+    fit ranks blurred copies as less natural than the photos themselves."""
+    from skimage import data
+
+    from colorsr_cli.metrics import niqe, niqe_of_set
+
+    photo = torch.from_numpy(data.astronaut().copy()).permute(2, 0, 1).double() / 255
+    one = photo[None, :, :288, :288]
+    assert niqe_of_set(one).item() == pytest.approx(niqe(one).item())
+    crops = torch.stack([photo[:, y:y + 192, x:x + 192] for y in (0, 160, 320) for x in (0, 160, 320)])
+    blurred = torch.nn.functional.avg_pool2d(crops, 5, 1, 2, count_include_pad=False)
+    assert niqe_of_set(blurred) > niqe_of_set(crops) + 1
