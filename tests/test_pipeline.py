@@ -203,7 +203,7 @@ def test_device_defaults_and_overrides(monkeypatch):
     """The CPU defaults are the measured ones (docs/performance.md), and "auto" precision is
     bf16 exactly where the CPU computes it natively, whatever this machine has."""
     from colorsr_cli import devices
-    from colorsr_cli.cli_common import Precision, device_options
+    from colorsr_cli.cli.common import Precision, device_options
     from colorsr_cli.devices import cpu_has_native_bf16
     from colorsr_cli.pipeline import default_options
 
