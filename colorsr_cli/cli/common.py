@@ -14,8 +14,11 @@ from rich.console import Console
 from rich.progress import (
     BarColumn,
     DownloadColumn,
+    MofNCompleteColumn,
     Progress,
+    ProgressColumn,
     TextColumn,
+    TimeElapsedColumn,
     TimeRemainingColumn,
     TransferSpeedColumn,
 )
@@ -172,6 +175,13 @@ def pipeline_options(batch_option=BATCH_OPTION) -> Callable:
 def fail(message: str, code: int = 2) -> typer.Exit:
     console.print(f"[bold red]error:[/] {message}", highlight=False, soft_wrap=True)
     return typer.Exit(code)
+
+
+def work_progress(label: str, *columns: ProgressColumn, quiet: bool = False) -> Progress:
+    """The progress line of restore and video: label, bar, done/total, the command's own columns,
+    elapsed and remaining time."""
+    return Progress(TextColumn(f"[bold]{label}"), BarColumn(), MofNCompleteColumn(), *columns,
+                    TimeElapsedColumn(), TimeRemainingColumn(), console=console, disable=quiet)
 
 
 def download_progress() -> Progress:

@@ -8,15 +8,7 @@ import time
 from pathlib import Path
 
 import typer
-from rich.progress import (
-    BarColumn,
-    MofNCompleteColumn,
-    Progress,
-    TaskProgressColumn,
-    TextColumn,
-    TimeElapsedColumn,
-    TimeRemainingColumn,
-)
+from rich.progress import TaskProgressColumn, TextColumn
 from rich.table import Table
 
 from colorsr_cli.cli.common import (
@@ -27,6 +19,7 @@ from colorsr_cli.cli.common import (
     fail,
     out,
     pipeline_options,
+    work_progress,
 )
 from colorsr_cli.errors import ColorsrError
 from colorsr_cli.io import PNG_LEVEL
@@ -129,9 +122,7 @@ def _run_with_progress(planned, restorer, plan, max_pixels, quiet):
     from colorsr_cli.batch import restore_planned
 
     start = time.time()
-    progress = Progress(TextColumn("[bold]restore"), BarColumn(), MofNCompleteColumn(),
-                        TaskProgressColumn(), TextColumn("{task.fields[rate]}"), TimeElapsedColumn(),
-                        TimeRemainingColumn(), console=console, disable=quiet)
+    progress = work_progress("restore", TaskProgressColumn(), TextColumn("{task.fields[rate]}"), quiet=quiet)
     with progress:
         task = progress.add_task("restore", total=len(planned), rate="")
         done = 0

@@ -9,17 +9,10 @@ from dataclasses import asdict
 from pathlib import Path
 
 import typer
-from rich.progress import (
-    BarColumn,
-    MofNCompleteColumn,
-    Progress,
-    TextColumn,
-    TimeElapsedColumn,
-    TimeRemainingColumn,
-)
+from rich.progress import TextColumn
 from rich.table import Table
 
-from colorsr_cli.cli.common import PipelineArgs, console, fail, out, pipeline_options
+from colorsr_cli.cli.common import PipelineArgs, console, fail, out, pipeline_options, work_progress
 from colorsr_cli.cli.restore import check_scale
 from colorsr_cli.errors import ColorsrError
 
@@ -73,9 +66,7 @@ def video(
     info = film.info
     console.print(f"{source}: {info.width}x{info.height} at {info.fps:.4g} fps -> {film.output} "
                   f"({info.width * scale}x{info.height * scale})", highlight=False, soft_wrap=True)
-    progress = Progress(TextColumn("[bold]video"), BarColumn(), MofNCompleteColumn(), TextColumn("frames"),
-                        TextColumn("{task.fields[rate]}"), TimeElapsedColumn(), TimeRemainingColumn(),
-                        console=console)
+    progress = work_progress("video", TextColumn("frames"), TextColumn("{task.fields[rate]}"))
     began = time.time()
     try:
         with progress:
