@@ -1,6 +1,6 @@
-"""Restoring a film: frames stream through the same Restorer stages as photos, a reader thread
-decodes ahead and a writer thread encodes behind (bounded queues: memory stays flat whatever the
-length), and the colour is smoothed over time.
+"""Restoring a film: frames go through Restorer.restore as photos do, a reader thread decodes
+ahead and a writer thread encodes behind (stream.py's bounded queues: memory stays flat whatever
+the length), and the colour is smoothed over time through the restore's chroma hook.
 
 Temporal smoothing is the one documented exception to "no state between inputs": a colouriser
 that sees each frame alone picks slightly different colours for the same wall in every frame,
