@@ -25,7 +25,7 @@ from PIL import Image
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from colorsr_cli import batch  # noqa: E402
 from colorsr_cli.batch import OutputPlan, plan_outputs, restore_planned  # noqa: E402
-from colorsr_cli.cli_common import Precision, device_options, load_models  # noqa: E402
+from colorsr_cli.cli.common import Precision, device_options, load_models  # noqa: E402
 from colorsr_cli.devices import resolve_device  # noqa: E402
 from colorsr_cli.io import find_images  # noqa: E402
 from colorsr_cli.pipeline import RestoreOptions, Restorer  # noqa: E402

@@ -184,12 +184,13 @@ def video_rows(color, sr, device, frames: int, dtype) -> list[list[str]]:
     import cv2
     import numpy as np
 
-    from colorsr_cli.video import VideoOptions, frames_per_batch, restore_video
+    from colorsr_cli.video import frames_per_batch, prepare_video, restore_video
 
     rows = []
     defaults = default_options(device)
     restorer = Restorer(color, sr, RestoreOptions(batch_size=defaults["batch_size"], tile=defaults["tile"],
-                                                  batch_pixels=defaults["batch_pixels"], dtype=dtype),
+                                                  batch_pixels=defaults["batch_pixels"], dtype=dtype,
+                                                  uint8_output=True),
                         device)
     rng = np.random.default_rng(0)
     with tempfile.TemporaryDirectory() as tmp:
@@ -201,7 +202,7 @@ def video_rows(color, sr, device, frames: int, dtype) -> list[list[str]]:
                 gray = cv2.resize(base, (w, h), interpolation=cv2.INTER_CUBIC)
                 writer.write(cv2.cvtColor(gray, cv2.COLOR_GRAY2BGR))
             writer.release()
-            result = restore_video(clip, out, restorer, VideoOptions())
+            result = restore_video(prepare_video(clip, out), restorer)
             rows.append([f"{w}x{h} -> {4 * w}x{4 * h}", str(result.frames),
                          str(frames_per_batch(restorer.options, w, h)),
                          f"{result.frames / result.seconds:.2f}"])

@@ -18,7 +18,7 @@ import numpy as np
 import torch
 
 from colorsr_cli.pipeline import RestoreOptions, Restorer
-from colorsr_cli.video import VideoOptions, flicker, restore_video
+from colorsr_cli.video import VideoOptions, flicker, prepare_video, restore_video
 from colorsr_cli.weights import load_model
 
 SAMPLE = Path(__file__).parents[1] / "docs" / "samples" / "chelsea.png"
@@ -50,7 +50,7 @@ def main() -> None:
     args = parser.parse_args()
     color, _ = load_model(None, "color")
     sr, _ = load_model(None, "sr")
-    restorer = Restorer(color, sr, RestoreOptions(batch_size=args.batch_size))
+    restorer = Restorer(color, sr, RestoreOptions(batch_size=args.batch_size, uint8_output=True))
     print("| clip | output | smoothing | frames/s | flicker before SR | flicker of output |")
     print("|---|---|---|---|---|---|")
     with tempfile.TemporaryDirectory() as tmp:
@@ -59,7 +59,8 @@ def main() -> None:
             make_clip(clip, size, args.frames)
             for smoothing in (0.0, VideoOptions().temporal_smoothing):
                 out = Path(tmp) / f"out{size[0]}_{smoothing}.mp4"
-                result = restore_video(clip, out, restorer, VideoOptions(temporal_smoothing=smoothing))
+                film = prepare_video(clip, out, VideoOptions(temporal_smoothing=smoothing))
+                result = restore_video(film, restorer)
                 print(f"| {size[0]}x{size[1]}, {result.frames} frames | {result.size[0]}x{result.size[1]} | "
                       f"{smoothing} | {result.frames / result.seconds:.2f} | {result.flicker:.3f} | "
                       f"{output_flicker(out):.3f} |")

@@ -10,7 +10,6 @@ writes every image that was finished before it."""
 from __future__ import annotations
 
 import queue
-import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -20,11 +19,13 @@ import numpy as np
 import torch
 
 from colorsr_cli import __version__
+from colorsr_cli.distributed import Shard, take_shard
 from colorsr_cli.errors import ColorsrError
 from colorsr_cli.io import (
     PNG_LEVEL,
     ImageJob,
     ImageMetadata,
+    find_images,
     made_by_colorsr,
     output_folder_problem,
     output_path_for,
@@ -32,6 +33,7 @@ from colorsr_cli.io import (
     write_image_atomic,
 )
 from colorsr_cli.pipeline import Restorer, resize, to_image, to_tensor
+from colorsr_cli.stream import END, ReadAhead, WriteBehind
 
 DEFAULT_SUFFIX = "_colorsr"  # what outputs written next to their inputs are called
 SOFTWARE = f"colorsr {__version__}"  # the marker in every output's metadata (io.made_by_colorsr)
@@ -56,6 +58,15 @@ class OutputPlan:
     ext: str | None = None
     overwrite: bool = False
     png_level: int = PNG_LEVEL
+
+    @classmethod
+    def choose(cls, out_dir: Path | None, suffix: str | None, ext: str | None = None,
+               overwrite: bool = False, png_level: int = PNG_LEVEL) -> OutputPlan:
+        """The plan with restore's default suffix: none in an --out folder, DEFAULT_SUFFIX for
+        outputs next to their inputs."""
+        if suffix is None:
+            suffix = "" if out_dir is not None else DEFAULT_SUFFIX
+        return cls(out_dir, suffix, ext, overwrite, png_level)
 
 
 OWN_OUTPUT = "an output of colorsr (its name or metadata says so): not restored again"
@@ -123,6 +134,40 @@ def claim_outputs(jobs: list[ImageJob], plan: OutputPlan) -> tuple[list[ImageJob
 
 
 @dataclass
+class RestoreWork:
+    """What a restore run is to do, decided before any model is loaded: this process's jobs
+    each with its output path or final result (plan_outputs), the jobs refused across all
+    ranks (claim_outputs; refused on every rank, reported once), and the paths that named no
+    image (find_images' problems)."""
+
+    planned: list[tuple[ImageJob, Path | FileResult]]
+    refused: list[FileResult] = field(default_factory=list)
+    problems: list[tuple[Path, str]] = field(default_factory=list)
+
+    @property
+    def pending(self) -> int:
+        """How many planned jobs are work to do."""
+        return pending(self.planned)
+
+    def settled(self) -> list[FileResult]:
+        """The planned jobs' results known without restoring (skipped or refused outputs)."""
+        return [target for _, target in self.planned if isinstance(target, FileResult)]
+
+
+def plan_restore(paths: list[str], plan: OutputPlan, shard: Shard = Shard()) -> RestoreWork:
+    """Find the images that paths name and plan their outputs: an --out folder inside the input
+    tree is never read as input, outputs are claimed over every rank's inputs, then this rank
+    takes its share (distributed.take_shard) and plans it."""
+    jobs, problems = find_images(paths)
+    if plan.out_dir is not None:  # an --out inside the input tree: never restore our own outputs
+        jobs = [job for job in jobs if not job.source.resolve().is_relative_to(plan.out_dir.resolve())]
+    refused: list[FileResult] = []
+    if shard.world > 1:  # collisions across ranks are decided before the inputs are shared out
+        jobs, refused = claim_outputs(jobs, plan)
+    return RestoreWork(list(plan_outputs(take_shard(jobs, shard), plan)), refused, problems)
+
+
+@dataclass
 class _Decoded:
     """One input on its way through: what the output needs of the decoded file. The decoded
     (H, W, 3) array itself is dropped once it is a (3, H, W) tensor: for a large scan it is a
@@ -137,10 +182,6 @@ class _Decoded:
     colourise: bool = True  # Restorer.colourises(tensor), decided on the reading thread
     kept_colour: bool = False  # not colourised although a colouriser runs: a colour photo
     error: str = ""
-
-
-_DONE = object()
-_POLL_SECONDS = 0.1  # how soon the threads notice a cancelled run
 
 
 def restore_files(jobs: list[ImageJob], restorer: Restorer, plan: OutputPlan,
@@ -178,45 +219,30 @@ def restore_planned(planned: list[tuple[ImageJob, Path | FileResult]], restorer:
         else:
             todo.append((job, target))
 
-    decoded: queue.Queue = queue.Queue(maxsize=prefetch)
-    # Restored images wait here for the writer; few, as each may be a large full-size image.
-    encoded: queue.Queue = queue.Queue(maxsize=2)
-    written: queue.SimpleQueue[FileResult] = queue.SimpleQueue()
-    cancel, abort, writer_done = threading.Event(), threading.Event(), threading.Event()
-    reader = threading.Thread(target=_read_all, args=(todo, restorer, max_pixels, decoded, cancel),
-                              name="colorsr-reader", daemon=True)
-    # Not a daemon: should the process exit mid-write (a second Ctrl-C), Python waits for that
-    # one file, so its temp file is renamed or removed instead of being left behind.
-    writer = threading.Thread(target=_write_all, args=(encoded, written, plan, abort, writer_done),
-                              name="colorsr-writer")
-    reader.start()
-    writer.start()
-    # Waiting on an Event, not writer.join(): on Python < 3.12 a Ctrl-C during join() marks the
-    # still running thread as finished, and the interpreter then exits without waiting for it.
+    decoded = ReadAhead(_decode_all(todo, restorer, max_pixels), prefetch, "colorsr-reader")
+    # Restored images wait for the writer; few, as each may be a large full-size image.
+    writer = WriteBehind(lambda entry: _write_one(*entry, plan), 2, "colorsr-writer")
     try:
         for batch in _batches(decoded, restorer, report):
             for item, result in _restore_batch(restorer, batch):
-                _put_unless_cancelled(encoded, (item, result), abort)
-            _report_all(written, report)
-        encoded.put(_DONE)
-        writer_done.wait()
+                writer.put((item, result))
+            _report_all(writer, report)
+        writer.finish()
     except BaseException:
-        cancel.set()  # the reader stops; the writer writes what is restored, then stops
+        decoded.stop()  # the reader stops; the writer writes what is restored, then stops
         try:
-            _put_unless_cancelled(encoded, _DONE, writer_done)
-            writer_done.wait()
+            writer.finish()
         except BaseException:  # a second interrupt: only the file in hand is finished
-            abort.set()
-            writer_done.wait()
+            writer.abort()
             raise
-        _report_all(written, report)
+        _report_all(writer, report)
         raise
-    _report_all(written, report)
+    _report_all(writer, report)
     return results
 
 
-def _read_all(todo: list, restorer: Restorer, max_pixels: int, out: queue.Queue,
-              cancel: threading.Event) -> None:
+def _decode_all(todo: list, restorer: Restorer, max_pixels: int) -> Iterator[_Decoded]:
+    """Each planned job decoded (or with the reason it could not be), on the reader thread."""
     for job, target in todo:
         item = _Decoded(job, target)
         try:
@@ -230,32 +256,16 @@ def _read_all(todo: list, restorer: Restorer, max_pixels: int, out: queue.Queue,
             item.error = str(exc)
         except Exception as exc:  # noqa: BLE001 - a decoder bug must not end the run
             item.error = f"{job.source}: unexpected error while reading: {exc!r}"
-        if not _put_unless_cancelled(out, item, cancel):
-            return
-    _put_unless_cancelled(out, _DONE, cancel)
+        yield item
 
 
-def _put_unless_cancelled(out: queue.Queue, entry: object, cancel: threading.Event) -> bool:
-    """out.put(entry), giving up (False) once the run is cancelled and nobody will take it."""
-    while not cancel.is_set():
-        try:
-            out.put(entry, timeout=_POLL_SECONDS)
-            return True
-        except queue.Full:
-            continue
-    return False
+def _report_all(writer: WriteBehind, report: Callable[[FileResult], None]) -> None:
+    """Report the writer's results so far (on the calling thread, see restore_planned)."""
+    for result in writer.results():
+        report(result)
 
 
-def _report_all(written: queue.SimpleQueue, report: Callable[[FileResult], None]) -> None:
-    """Report the writer's results so far (on the calling thread, see restore_files)."""
-    while True:
-        try:
-            report(written.get_nowait())
-        except queue.Empty:
-            return
-
-
-def _batches(decoded: queue.Queue, restorer: Restorer, report) -> Iterator[list[_Decoded]]:
+def _batches(decoded: ReadAhead, restorer: Restorer, report) -> Iterator[list[_Decoded]]:
     """Group decoded images without waiting for any: the next image, plus the small ones (each
     within one SR tile) already decoded behind it, up to batch_size images or a batch of tiles'
     worth of pixels. An image that needs several tiles goes alone (its tiles batch together)."""
@@ -267,15 +277,15 @@ def _batches(decoded: queue.Queue, restorer: Restorer, report) -> Iterator[list[
     while pending or not finished:
         if not pending:
             item = decoded.get()
-            if item is _DONE:
+            if item is END:
                 return
             pending.append(item)
         while not finished and len(pending) < opts.batch_size:  # take what is ready, no waiting
             try:
-                item = decoded.get_nowait()
+                item = decoded.get(block=False)
             except queue.Empty:
                 break
-            if item is _DONE:
+            if item is END:
                 finished = True
             else:
                 pending.append(item)
@@ -325,22 +335,6 @@ def _restore_failure(item: _Decoded, exc: BaseException, restorer: Restorer) -> 
         return (f"{item.job.source}: out of memory restoring {w}x{h} at scale {opts.scale} "
                 f"(try {' or '.join(smaller)})")
     return f"{item.job.source}: restore failed: {message.splitlines()[0] if message else type(exc).__name__}"
-
-
-def _write_all(encoded: queue.Queue, written: queue.SimpleQueue, plan: OutputPlan,
-               abort: threading.Event, done: threading.Event) -> None:
-    """Write restored images until _DONE; once aborted, stop after the file in hand."""
-    try:
-        while not abort.is_set():
-            try:
-                entry = encoded.get(timeout=_POLL_SECONDS)
-            except queue.Empty:
-                continue
-            if entry is _DONE:
-                return
-            written.put(_write_one(*entry, plan))
-    finally:
-        done.set()
 
 
 def _write_one(item: _Decoded, result: torch.Tensor | str, plan: OutputPlan) -> FileResult:

@@ -10,13 +10,15 @@ Colour is decided with global context: the colouriser runs on the whole picture 
 resolution (at most `color_size` on the long side; a 64x64 input is colourised at its native
 size, the 64x64 -> 256x256 pipeline the models were trained for), its chroma is upsampled and
 recombined with the input's own full-resolution luminance, as photo colourisers do. Only then is
-the RGB image tiled for super-resolution. A Restorer keeps no state between inputs."""
+the RGB image tiled for super-resolution. A Restorer keeps no state between inputs; a caller that
+needs state across inputs (video's temporal smoothing of the chroma) passes a chroma hook to
+restore, and the state lives in the hook."""
 
 from __future__ import annotations
 
 import contextlib
 import copy
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Literal
 
@@ -30,6 +32,9 @@ from colorsr_cli.models.blocks import fuse_batchnorm
 from colorsr_cli.tiling import TileCanvas, split_into_tiles
 
 Mode = Literal["full", "color-only", "sr-only"]
+# Called on each colourised image's Lab (3, H, W) (L in [0, 100], ab in about [-110, 110], after
+# the saturation gain) before it becomes RGB; returns the Lab to use. Video's temporal smoothing.
+ChromaHook = Callable[[torch.Tensor], torch.Tensor]
 
 
 @dataclass(frozen=True)
@@ -122,35 +127,42 @@ class Restorer:
         (mode 'sr-only', or keep_colour and the input is a colour photo)."""
         if self.colorizer is None:
             return False
-        return not (self.options.keep_colour and is_colour_photo(image))
+        if not self.options.keep_colour:
+            return True
+        return not is_colour_photo(image.float() / 255 if image.dtype == torch.uint8 else image)
 
     @torch.inference_mode()
-    def restore(self, images: list[torch.Tensor], colourise: Sequence[bool] | None = None
-                ) -> list[torch.Tensor]:
-        """Each RGB (3, H, W) input in [0, 1] -> (3, scale*H, scale*W) output in [0, 1], on the CPU.
-        colourise: per input, whether to colourise it (default: self.colourises(input))."""
+    def restore(self, images: list[torch.Tensor], colourise: Sequence[bool] | None = None,
+                chroma: ChromaHook | None = None) -> list[torch.Tensor]:
+        """Each RGB (3, H, W) input, float in [0, 1] or uint8 -> (3, scale*H, scale*W) output on the
+        CPU, float in [0, 1] (uint8 with options.uint8_output). colourise: per input, whether to
+        colourise it (default: self.colourises(input)); chroma: see ChromaHook, called in input
+        order among inputs of one shape (a film's frames)."""
         flags = [self.colourises(img) for img in images] if colourise is None else list(colourise)
         rgbs = self._to_device(images)
         chosen = [k for k, flag in enumerate(flags) if flag]
         if self.colorizer is not None and chosen:
-            for k, rgb in zip(chosen, self.colorize([rgbs[k] for k in chosen])):
+            for k, rgb in zip(chosen, self.colorize([rgbs[k] for k in chosen], chroma)):
                 rgbs[k] = rgb
         if self.sr is not None:
             rgbs = self.super_resolve(rgbs)
         return self._to_host(rgbs, [tuple(img.shape[-2:]) for img in images])
 
     def _to_device(self, images: list[torch.Tensor]) -> list[torch.Tensor]:
-        """Host -> device, float32. To a GPU: equal-shaped images as one pinned batch copied
+        """Host -> device, float32 in [0, 1] (uint8 inputs travel as uint8 and are scaled on the
+        device: a quarter of the bytes). To a GPU: equal-shaped images as one pinned batch copied
         without blocking (one copy per shape instead of one per image; the kernels already
         queued run meanwhile)."""
         if self.device.type != "cuda" or any(img.device.type != "cpu" for img in images):
-            return [img.to(self.device, torch.float32) for img in images]
+            return [as_unit_float(img.to(self.device)) for img in images]
         out: list[torch.Tensor | None] = [None] * len(images)
-        for idx in same_shape_groups(images):
+        for idx in same_shape_groups(images, key=lambda k: (tuple(images[k].shape), images[k].dtype)):
             # Stacked straight into page-locked memory: one host copy, not a stack and a pin.
-            batch = torch.empty((len(idx), *images[idx[0]].shape), dtype=torch.float32, pin_memory=True)
-            torch.stack([images[k].float() for k in idx], out=batch)
-            for k, x in zip(idx, batch.to(self.device, non_blocking=True).unbind(0)):
+            first = images[idx[0]]
+            dtype = torch.uint8 if first.dtype == torch.uint8 else torch.float32
+            batch = torch.empty((len(idx), *first.shape), dtype=dtype, pin_memory=True)
+            torch.stack([images[k].to(dtype) for k in idx], out=batch)
+            for k, x in zip(idx, as_unit_float(batch.to(self.device, non_blocking=True)).unbind(0)):
                 out[k] = x
         return out  # type: ignore[return-value]
 
@@ -179,12 +191,12 @@ class Restorer:
             return to_uint8(rgb)
         return rgb.float() / 255 if rgb.dtype == torch.uint8 else rgb.clamp(0, 1)
 
-    def colorize(self, rgbs: list[torch.Tensor]) -> list[torch.Tensor]:
+    def colorize(self, rgbs: list[torch.Tensor], chroma: ChromaHook | None = None) -> list[torch.Tensor]:
         """Colourise at the working resolution; keep each image's own full-resolution L.
         Equal-shaped images are converted, resized and recombined as one batch (the colour
         conversions are many small operations: per image they were launch-bound on a GPU).
         The full-resolution conversions go a band of rows at a time (by_rows): their
-        temporaries are a few copies of a band, not of the image."""
+        temporaries are a few copies of a band, not of the image. chroma: see ChromaHook."""
         out: list[torch.Tensor | None] = [None] * len(rgbs)
         gain = self.options.saturation
         for idx in same_shape_groups(rgbs):
@@ -196,7 +208,12 @@ class Restorer:
             ab = ab[..., :crop[0], :crop[1]]
             if ab.shape[-2:] != L.shape[-2:]:
                 ab = resize(ab, tuple(L.shape[-2:]), "bilinear")
-            restored = by_rows(lambda Lab: lab_to_rgb(with_chroma_gain(Lab, gain)), torch.cat((L, ab), 1), 3)
+            if chroma is None:
+                restored = by_rows(lambda Lab: lab_to_rgb(with_chroma_gain(Lab, gain)),
+                                   torch.cat((L, ab), 1), 3)
+            else:
+                lab = with_chroma_gain(torch.cat((L, ab), 1), gain)
+                restored = by_rows(lab_to_rgb, torch.stack([chroma(one) for one in lab.unbind(0)]), 3)
             del L, ab
             for k, rgb in zip(idx, restored.unbind(0)):
                 out[k] = rgb
@@ -347,6 +364,11 @@ def resize(x: torch.Tensor, size: tuple[int, int], mode: str) -> torch.Tensor:
     if x.dim() == 4:
         return F.interpolate(x, size=size, mode=mode, **kwargs)
     return F.interpolate(x[None], size=size, mode=mode, **kwargs)[0]
+
+
+def as_unit_float(img: torch.Tensor) -> torch.Tensor:
+    """float32 in [0, 1]: uint8 scaled by 1/255, float converted."""
+    return img.float() / 255 if img.dtype == torch.uint8 else img.float()
 
 
 def to_tensor(img: np.ndarray) -> torch.Tensor:

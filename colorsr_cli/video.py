@@ -1,6 +1,6 @@
-"""Restoring a film: frames stream through the same Restorer stages as photos, a reader thread
-decodes ahead and a writer thread encodes behind (bounded queues: memory stays flat whatever the
-length), and the colour is smoothed over time.
+"""Restoring a film: frames go through Restorer.restore as photos do, a reader thread decodes
+ahead and a writer thread encodes behind (stream.py's bounded queues: memory stays flat whatever
+the length), and the colour is smoothed over time through the restore's chroma hook.
 
 Temporal smoothing is the one documented exception to "no state between inputs": a colouriser
 that sees each frame alone picks slightly different colours for the same wall in every frame,
@@ -21,14 +21,12 @@ from __future__ import annotations
 
 import math
 import os
-import queue
 import secrets
 import shutil
 import subprocess
 import tempfile
-import threading
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from fractions import Fraction
 from pathlib import Path
@@ -37,12 +35,12 @@ import cv2
 import numpy as np
 import torch
 
-from colorsr_cli.color import lab_to_rgb, rgb_to_lab
+from colorsr_cli.color import rgb_to_lab
 from colorsr_cli.errors import VideoError
 from colorsr_cli.pipeline import Restorer
+from colorsr_cli.stream import END, ReadAhead, WriteBehind
 
 FrameCallback = Callable[[int, int | None], None]
-_DONE = object()
 _NO_FFMPEG = ("no ffmpeg executable found (install ffmpeg, or `pip install 'colorsr[video]'`): "
               "encoded with OpenCV (mp4v, --codec/--crf ignored) and any audio track was dropped")
 
@@ -65,6 +63,20 @@ class VideoInfo:
     height: int
     frame_count: int | None  # as the container announces it (may be approximate)
     has_audio: bool | None  # None: unknown (no ffmpeg to look)
+
+
+@dataclass(frozen=True)
+class VideoJob:
+    """A film checked before any model is loaded (prepare_video): its output can be written,
+    it decodes, the span holds frames, the encoder exists."""
+
+    source: Path
+    output: Path
+    options: VideoOptions
+    info: VideoInfo
+    ffmpeg: str | None  # the executable that encodes (None: OpenCV's writer, no audio)
+    first: int  # first frame restored
+    stop: int | None  # frame after the last one restored (None: to the end)
 
 
 @dataclass
@@ -193,6 +205,21 @@ def check_output(source: Path, output: Path, overwrite: bool) -> None:
         raise VideoError(f"{output}: output exists (use --overwrite to replace it)")
 
 
+def prepare_video(source: Path, output: Path, options: VideoOptions = VideoOptions()) -> VideoJob:
+    """Check a film and its output once, before any frame is restored: the output may be
+    written (check_output; its folder is created), the film decodes (one probe), --start/--end
+    hold frames, --codec is an encoder of the ffmpeg found. Raises VideoError."""
+    source, output = Path(source), Path(output)
+    check_output(source, output, options.overwrite)
+    make_output_folder(output)
+    ffmpeg = find_ffmpeg()
+    info = probe_video(source, ffmpeg)
+    first, stop = frame_span(info, options.start, options.end)
+    if ffmpeg:
+        _check_encoder(ffmpeg, options.codec)
+    return VideoJob(source, output, options, info, ffmpeg, first, stop)
+
+
 def probe_video(path: Path, ffmpeg: str | None) -> VideoInfo:
     """Frame rate, decoded frame size, announced frame count and audio presence; VideoError
     naming the file when it cannot be decoded. The first frame is decoded to be sure."""
@@ -277,8 +304,8 @@ class _FfmpegEncoder:
 
     def __init__(self, ffmpeg: str, temp: Path, target: Path, size: tuple[int, int], fps: float,
                  audio: tuple[Path, float, float | None] | None, options: VideoOptions):
-        """Writes to temp; target is the output's final name, for messages."""
-        _check_encoder(ffmpeg, options.codec)
+        """Writes to temp; target is the output's final name, for messages. The codec was
+        checked by prepare_video."""
         self.target, self.size = target, size
         even = size[0] % 2 == size[1] % 2 == 0
         self.notes = [] if even else [f"odd frame size {size[0]}x{size[1]}: encoded as yuv444p "
@@ -370,33 +397,27 @@ _Encoder = _FfmpegEncoder | _OpenCVEncoder  # write(frame), close(), abort(), ta
 # ------------------------------------------------------------------ the run
 
 
-def restore_video(source: Path, output: Path, restorer: Restorer, options: VideoOptions = VideoOptions(),
-                  on_frames: FrameCallback | None = None) -> VideoResult:
-    """Restore every frame of source between options.start and options.end into output
-    (scale x the input size, the input's frame rate, audio kept when ffmpeg is available).
-    Frames go through the restorer in batches (frames_per_batch). on_frames(done, total) is
-    called from this thread after each batch; total is the container's estimate (None if
-    unknown). Raises VideoError; on any error or interrupt no output is left behind."""
+def restore_video(film: VideoJob, restorer: Restorer, on_frames: FrameCallback | None = None) -> VideoResult:
+    """Restore every frame of a prepared film (prepare_video) between its options' start and end
+    into its output (scale x the input size, the input's frame rate, audio kept when ffmpeg is
+    available). Frames go through the restorer in batches (frames_per_batch). on_frames(done,
+    total) is called from this thread after each batch; total is the container's estimate (None
+    if unknown). Raises VideoError; on any error or interrupt no output is left behind."""
     started = time.perf_counter()
-    source, output = Path(source), Path(output)
-    check_output(source, output, options.overwrite)
-    ffmpeg = find_ffmpeg()
-    info = probe_video(source, ffmpeg)
-    first, stop = frame_span(info, options.start, options.end)
+    info, output, options = film.info, film.output, film.options
     size = (info.width * restorer.options.scale, info.height * restorer.options.scale)
-    output.parent.mkdir(parents=True, exist_ok=True)
     temp = output.with_name(f".{output.name}.{secrets.token_hex(4)}.tmp{output.suffix}")
     encoder = None
     try:
-        if ffmpeg:
-            audio = (source, first / info.fps, None if stop is None else (stop - first) / info.fps)
-            encoder = _FfmpegEncoder(ffmpeg, temp, output, size, info.fps, audio if info.has_audio else None,
-                                     options)
+        if film.ffmpeg:
+            span = None if film.stop is None else (film.stop - film.first) / info.fps
+            audio = (film.source, film.first / info.fps, span) if info.has_audio else None
+            encoder = _FfmpegEncoder(film.ffmpeg, temp, output, size, info.fps, audio, options)
         else:
             encoder = _OpenCVEncoder(temp, output, size, info.fps)
-        run = _Run(source, restorer, ChromaSmoother(options.temporal_smoothing, options.scene_cut))
-        frames = run.process(first, stop, _estimate_total(info, first, stop), encoder, on_frames,
-                             frames_per_batch(restorer.options, info.width, info.height))
+        run = _Run(film.source, restorer, ChromaSmoother(options.temporal_smoothing, options.scene_cut))
+        frames = run.process(film.first, film.stop, _estimate_total(info, film.first, film.stop), encoder,
+                             on_frames, frames_per_batch(restorer.options, info.width, info.height))
         encoder.close()
         _fsync(temp)
         os.replace(temp, output)
@@ -406,10 +427,10 @@ def restore_video(source: Path, output: Path, restorer: Restorer, options: Video
         temp.unlink(missing_ok=True)
         raise
     notes = encoder.notes
-    if info.frame_count is not None and stop is None and frames != info.frame_count - first:
-        notes.append(f"decoded {frames} frames; the container announced {info.frame_count - first}")
-    return VideoResult(source, output, frames, info.fps, encoder.size, time.perf_counter() - started,
-                       bool(info.has_audio and ffmpeg), notes, run.meter.value, run.smoother.cuts)
+    if info.frame_count is not None and film.stop is None and frames != info.frame_count - film.first:
+        notes.append(f"decoded {frames} frames; the container announced {info.frame_count - film.first}")
+    return VideoResult(film.source, output, frames, info.fps, encoder.size, time.perf_counter() - started,
+                       bool(info.has_audio and film.ffmpeg), notes, run.meter.value, run.smoother.cuts)
 
 
 def frames_per_batch(options, width: int, height: int) -> int:
@@ -447,108 +468,78 @@ class _Run:
                 on_frames: FrameCallback | None, batch_size: int) -> int:
         """Decode, restore and encode frames [first, stop), batch_size at a time; returns how
         many were written."""
-        decoded: queue.Queue = queue.Queue(maxsize=2)
-        encoded: queue.Queue = queue.Queue(maxsize=2 * batch_size)
-        halt, abort = threading.Event(), threading.Event()
-        failures: list[BaseException] = []
-        reader = threading.Thread(target=_read_frames, daemon=True,
-                                  args=(self.source, first, stop, batch_size, decoded, halt))
-        writer = threading.Thread(target=_write_frames, args=(encoder, encoded, failures, abort),
-                                  daemon=True)
-        reader.start()
-        writer.start()
+        decoded = ReadAhead(_read_frames(self.source, first, stop, batch_size), 2, "colorsr-video-reader")
+        writer = WriteBehind(_FrameWriter(encoder), 2 * batch_size, "colorsr-video-writer")
         done = 0
         try:
-            while (batch := decoded.get()) is not _DONE:
-                if isinstance(batch, BaseException):
-                    raise VideoError(f"{self.source}: cannot decode frame {first + done}: {batch}")
+            while (batch := self._next(decoded, first + done)) is not END:
                 for frame in self._restore(batch, first + done):
-                    if failures:
-                        raise failures[0]
-                    encoded.put(frame)
+                    writer.put(frame)
                 done += len(batch)
                 if on_frames:
                     on_frames(done, total if total is None else max(total, done))
+            writer.finish()
         except BaseException:
-            abort.set()  # the writer drops what is queued instead of encoding it
+            writer.abort()  # what is queued is dropped: the partial film is deleted anyway
             raise
         finally:
-            halt.set()
-            encoded.put(_DONE)
-            writer.join()
-            reader.join()
-        if failures:
-            raise failures[0]
+            decoded.stop(wait=True)
         if done == 0:
             raise VideoError(f"{self.source}: no frames decoded between --start and --end")
         return done
 
-    @torch.inference_mode()
-    def _restore(self, batch: list[torch.Tensor], index: int) -> list[np.ndarray]:
-        """uint8 RGB (3, H, W) frames -> uint8 (scale*H, scale*W, 3) RGB frames."""
-        r = self.restorer
-        rgbs = [f.to(r.device).float() / 255 for f in batch]
-        in_hw = tuple(rgbs[0].shape[-2:])
+    def _next(self, decoded: ReadAhead, index: int):
         try:
-            if r.colorizer is not None:
-                rgbs = [self._smooth(rgb) for rgb in r.colorize(rgbs)]
-            if r.sr is not None:
-                rgbs = r.super_resolve(rgbs)
+            return decoded.get()
+        except Exception as exc:
+            raise VideoError(f"{self.source}: cannot decode frame {index}: {exc}") from exc
+
+    def _restore(self, batch: list[torch.Tensor], index: int) -> list[np.ndarray]:
+        """uint8 RGB (3, H, W) frames -> uint8 (scale*H, scale*W, 3) RGB frames: the photo path
+        (Restorer.restore), with this film's temporal smoothing on the chroma."""
+        try:
+            restored = self.restorer.restore(batch, chroma=self._smooth)
         except (RuntimeError, ValueError) as exc:
             raise VideoError(f"{self.source}: restore failed at frame {index}: "
                              f"{str(exc).splitlines()[0]}") from exc
-        return frames_to_host(r, rgbs, in_hw)
+        return [to_frames(rgb) for rgb in restored]
 
-    def _smooth(self, rgb: torch.Tensor) -> torch.Tensor:
-        lab = self.smoother.smooth(rgb_to_lab(rgb))
+    def _smooth(self, lab: torch.Tensor) -> torch.Tensor:
+        lab = self.smoother.smooth(lab)
         self.meter.add(lab[1:])
-        return lab_to_rgb(lab)
-
-
-def frames_to_host(restorer: Restorer, rgbs: list[torch.Tensor], in_hw: tuple[int, int]) -> list[np.ndarray]:
-    """Restored frames (3, h, w) of one shape, on the restorer's device -> uint8 (H, W, 3) frames
-    at the output size, on the CPU. From a GPU the batch is converted and copied back as one
-    tensor: one copy and one wait per batch instead of per frame."""
-    if restorer.device.type == "cpu":
-        return [to_frames(restorer.to_output_size(rgb, in_hw)) for rgb in rgbs]
-    return list(to_frames(restorer.to_output_size(torch.stack(rgbs), in_hw)))
+        return lab
 
 
 def to_frames(rgb: torch.Tensor) -> np.ndarray:
-    """(3, H, W) in [0, 1] on any device -> uint8 (H, W, 3) RGB, C-contiguous, on the CPU; or a
-    batch (N, 3, H, W) -> (N, H, W, 3), whose items are C-contiguous frames too."""
+    """(3, H, W), float in [0, 1] or uint8, on any device -> uint8 (H, W, 3) RGB, C-contiguous,
+    on the CPU; or a batch (N, 3, H, W) -> (N, H, W, 3), whose items are C-contiguous frames too."""
     channels_last = (*range(rgb.dim() - 3), -2, -1, -3)
-    frames = (rgb * 255).round_().clamp_(0, 255).to(torch.uint8)
+    frames = rgb if rgb.dtype == torch.uint8 else (rgb * 255).round_().clamp_(0, 255).to(torch.uint8)
     return frames.permute(channels_last).contiguous().cpu().numpy()
 
 
-def _read_frames(source: Path, first: int, stop: int | None, batch_size: int, out: queue.Queue,
-                 halt: threading.Event) -> None:
-    """Reader thread: batches of uint8 RGB (3, H, W) frames, then _DONE; a decoder
-    error is handed over as the exception itself. Frames before `first` are skipped with
-    grab() (decoded, not converted): exact where container seeking may land on a keyframe."""
+def _read_frames(source: Path, first: int, stop: int | None, batch_size: int) -> Iterator[list[torch.Tensor]]:
+    """Batches of uint8 RGB (3, H, W) frames [first, stop). Frames before `first` are skipped
+    with grab() (decoded, not converted): exact where container seeking may land on a keyframe."""
     cap = cv2.VideoCapture(str(source), cv2.CAP_FFMPEG)
     try:
         index = 0
         while index < first and cap.grab():
             index += 1
         batch: list[torch.Tensor] = []
-        while (stop is None or index < stop) and not halt.is_set():
+        while stop is None or index < stop:
             ok, bgr = cap.read()
             if not ok:
                 break
             index += 1
             batch.append(_to_tensor(bgr))
             if len(batch) == batch_size:
-                _put(out, batch, halt)
+                yield batch
                 batch = []
         if batch:
-            _put(out, batch, halt)
-    except Exception as exc:  # noqa: BLE001 - handed to the main thread, which raises it
-        _put(out, exc, halt)
+            yield batch
     finally:
         cap.release()
-        _put(out, _DONE, halt)
 
 
 def _to_tensor(bgr: np.ndarray) -> torch.Tensor:
@@ -557,29 +548,16 @@ def _to_tensor(bgr: np.ndarray) -> torch.Tensor:
     return torch.from_numpy(cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)).permute(2, 0, 1)
 
 
-def _put(q: queue.Queue, item: object, halt: threading.Event) -> None:
-    """Blocking put that gives up once the run is halted (nobody reads any more)."""
-    while not halt.is_set():
-        try:
-            q.put(item, timeout=0.1)
-            return
-        except queue.Full:
-            continue
+class _FrameWriter:
+    """Hands frames to the encoder (on the writer thread), refusing a change of frame size."""
 
+    def __init__(self, encoder: _Encoder):
+        self.encoder = encoder
+        self.shape: tuple[int, ...] | None = None
 
-def _write_frames(encoder: _Encoder, frames: queue.Queue, failures: list[BaseException],
-                  abort: threading.Event) -> None:
-    """Writer thread: encode frames until _DONE. After a failure (left in failures for the main
-    thread) or an abort it keeps draining the queue, so the main thread never blocks on it."""
-    shape = None
-    while (frame := frames.get()) is not _DONE:
-        if failures or abort.is_set():
-            continue
-        try:
-            shape = shape or frame.shape
-            if frame.shape != shape:
-                raise VideoError(f"{encoder.target}: frame size changed mid-film "
-                                 f"({shape[1]}x{shape[0]} -> {frame.shape[1]}x{frame.shape[0]})")
-            encoder.write(frame)
-        except BaseException as exc:  # noqa: BLE001 - reported by the main thread
-            failures.append(exc)
+    def __call__(self, frame: np.ndarray) -> None:
+        self.shape = self.shape or frame.shape
+        if frame.shape != self.shape:
+            raise VideoError(f"{self.encoder.target}: frame size changed mid-film ({self.shape[1]}x"
+                             f"{self.shape[0]} -> {frame.shape[1]}x{frame.shape[0]})")
+        self.encoder.write(frame)

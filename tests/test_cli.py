@@ -284,7 +284,8 @@ def test_rerun_in_place_skips_its_own_outputs_without_loading_a_model(tiny_weigh
     first = _restore([str(photo_folder)], tiny_weights)
     assert first.exit_code == 0, first.output
     (photo_folder / "renamed.png").write_bytes((photo_folder / "gray64_colorsr.png").read_bytes())
-    monkeypatch.setattr("colorsr_cli.cli.load_models", lambda *a, **k: pytest.fail("a model was loaded"))
+    monkeypatch.setattr("colorsr_cli.cli.common.load_models",
+                        lambda *a, **k: pytest.fail("a model was loaded"))
     before = _digest(photo_folder)
     again = runner.invoke(app, ["restore", str(photo_folder), "--json"])
     assert again.exit_code == 0, again.output
@@ -297,7 +298,8 @@ def test_rerun_in_place_skips_its_own_outputs_without_loading_a_model(tiny_weigh
 
 def test_unwritable_output_folder_fails_before_any_model_is_loaded(photo_folder, tmp_path, monkeypatch):
     (tmp_path / "blocker").write_text("a file")
-    monkeypatch.setattr("colorsr_cli.cli.load_models", lambda *a, **k: pytest.fail("a model was loaded"))
+    monkeypatch.setattr("colorsr_cli.cli.common.load_models",
+                        lambda *a, **k: pytest.fail("a model was loaded"))
     r = runner.invoke(app, ["restore", str(photo_folder), "-o", str(tmp_path / "blocker" / "out")])
     assert r.exit_code == 1
     assert sum(line.startswith("failed") and "cannot create folder" in line
@@ -376,7 +378,7 @@ def test_help_at_80_columns_cuts_no_option_name():
 def test_training_progress_keeps_steps_and_times_at_80_columns():
     from rich.console import Console
 
-    from colorsr_cli.cli_train import training_progress
+    from colorsr_cli.cli.train import training_progress
 
     screen = Console(width=80, record=True, force_terminal=True)
     progress = training_progress(screen)

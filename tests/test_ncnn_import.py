@@ -135,7 +135,7 @@ def test_realesrgan_x4plus_matches_the_ncnn_package(cache):  # noqa: F811
 
 
 def test_model_realesrgan_selects_the_imported_entry(monkeypatch):
-    from colorsr_cli.cli_common import load_models
+    from colorsr_cli.cli.common import load_models
 
     asked = []
 

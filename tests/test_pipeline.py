@@ -203,7 +203,7 @@ def test_device_defaults_and_overrides(monkeypatch):
     """The CPU defaults are the measured ones (docs/performance.md), and "auto" precision is
     bf16 exactly where the CPU computes it natively, whatever this machine has."""
     from colorsr_cli import devices
-    from colorsr_cli.cli_common import Precision, device_options
+    from colorsr_cli.cli.common import Precision, device_options
     from colorsr_cli.devices import cpu_has_native_bf16
     from colorsr_cli.pipeline import default_options
 
@@ -309,3 +309,26 @@ def test_colour_conversions_by_bands_of_rows_equal_the_whole_image():
         assert L.shape == (2, 1, 37, 23) and (L - rgb_to_lab(x)[:, :1]).abs().max() < 1e-4
         lab = rgb_to_lab(x)
         assert (by_rows(lab_to_rgb, lab, 3, pixels) - lab_to_rgb(lab)).abs().max() < 1e-6
+
+
+def test_chroma_hook_sees_each_colourised_lab_in_order_and_its_answer_is_used(models):
+    """The hook gets each colourised image's Lab (L = the input's own, in [0, 100]) in input
+    order; returning it unchanged changes nothing, zeroing ab makes the output gray."""
+    restorer = Restorer(models[0], None, RestoreOptions(mode="color-only", scale=1))
+    images = [torch.rand(3, 24, 32) for _ in range(3)]
+    seen = []
+    same = restorer.restore(images, chroma=lambda lab: seen.append(lab.clone()) or lab)
+    assert all(torch.equal(a, b) for a, b in zip(same, restorer.restore(images)))
+    assert len(seen) == 3 and all(torch.equal(lab[0], rgb_to_lab(img)[0]) for lab, img in zip(seen, images))
+    gray = restorer.restore(images, chroma=lambda lab: torch.cat((lab[:1], torch.zeros_like(lab[1:]))))
+    spread = max((out.max(0).values - out.min(0).values).max().item() for out in gray)
+    assert spread < 2e-4, spread  # measured 4e-5: float rounding in lab_to_rgb (5x margin)
+
+
+def test_uint8_images_restore_as_their_float_form(models):
+    """A film's uint8 frames restore exactly as the same pixels given as floats in [0, 1]."""
+    restorer = Restorer(*models, RestoreOptions(tile=32, tile_pad=8))
+    frames = [(torch.rand(3, 24, 32) * 255).round().to(torch.uint8) for _ in range(2)]
+    as_uint8 = restorer.restore(frames)
+    as_float = restorer.restore([f.float() / 255 for f in frames])
+    assert all(torch.equal(a, b) for a, b in zip(as_uint8, as_float))

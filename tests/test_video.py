@@ -16,7 +16,8 @@ from colorsr_cli.cli import app
 from colorsr_cli.errors import VideoError
 from colorsr_cli.models import ModelDescriptor
 from colorsr_cli.pipeline import RestoreOptions, Restorer
-from colorsr_cli.video import ChromaSmoother, VideoOptions, flicker, frames_per_batch, restore_video
+from colorsr_cli.video import ChromaSmoother, VideoOptions, flicker, frames_per_batch, prepare_video
+from colorsr_cli.video import restore_video as restore_film
 from colorsr_cli.weightfile import load_weight_file
 
 from .conftest import photo_like
@@ -83,6 +84,11 @@ def restorer(tiny_weights):
 def clip_with_audio(tmp_path) -> Path:
     silent = write_clip(tmp_path / "silent.mp4", panning_frames())
     return with_sine_audio(silent, tmp_path / "film.mp4", FRAMES / FPS)
+
+
+def restore_video(source: Path, output: Path, restorer: Restorer, options: VideoOptions = VideoOptions(),
+                  on_frames=None) -> video.VideoResult:
+    return restore_film(prepare_video(source, output, options), restorer, on_frames)
 
 
 def _video_cli(args: list[str], tiny_weights) -> object:
@@ -294,23 +300,48 @@ def test_video_cli_batch_default_is_per_device(tmp_path, tiny_weights, monkeypat
     assert batches == [4]
 
 
-def test_frames_leave_a_gpu_as_one_batch_with_the_same_pixels(restorer, monkeypatch):
-    """From a non-CPU device a batch of frames is converted to uint8 and copied back in one go
-    (one to_frames call); that path gives the frames the per-frame CPU path gives. Run on CPU
-    tensors with the device's type standing in, as test_pipeline does for images."""
-    from types import SimpleNamespace
+def test_frames_are_restored_as_photos_when_smoothing_is_off(restorer, tmp_path, monkeypatch):
+    """A film's frames take the photo path (Restorer.restore): with temporal smoothing off, each
+    frame handed to the encoder is the restored photo of the decoded frame, to the bit."""
+    clip = write_clip(tmp_path / "film.mp4", panning_frames(5))
+    sent = []
+    monkeypatch.setattr(video._FfmpegEncoder, "write", lambda encoder, frame: sent.append(frame.copy()))
+    r = restorer(scale=2, batch_size=2, uint8_output=True)
+    restore_video(clip, tmp_path / "out.mp4", r, VideoOptions(temporal_smoothing=0.0))
+    decoded, _ = read_clip(clip)
+    photos = r.restore([torch.from_numpy(f).permute(2, 0, 1) for f in decoded])
+    assert len(sent) == len(photos) == 5
+    assert all(np.array_equal(frame, photo.permute(1, 2, 0).numpy()) for frame, photo in zip(sent, photos))
 
-    frames = [torch.rand(3, 24, 32) for _ in range(3)]
-    r = restorer(batch_size=4)
-    per_frame = video.frames_to_host(r, frames, (24, 32))
-    calls = []
-    to_frames = video.to_frames
-    monkeypatch.setattr(video, "to_frames", lambda rgb: calls.append(tuple(rgb.shape)) or to_frames(rgb))
-    r.device = SimpleNamespace(type="cuda")
-    batch = video.frames_to_host(r, frames, (24, 32))
-    assert calls == [(3, 3, 96, 128)]
-    assert len(batch) == 3 and all(b.shape == (96, 128, 3) and b.dtype == np.uint8 for b in batch)
-    assert all(b.flags["C_CONTIGUOUS"] and np.array_equal(a, b) for a, b in zip(per_frame, batch))
+
+def test_the_cli_probes_the_film_once(clip_with_audio, tiny_weights, tmp_path, monkeypatch):
+    """The pre-flight before the models load is the run's own: one ffmpeg listing of the
+    streams and one OpenCV open to probe the film (the reader's open is the second)."""
+    calls = {"ffmpeg": 0, "opencv": 0}
+
+    def counted(name, fn):
+        def call(*args):
+            calls[name] += 1
+            return fn(*args)
+        return call
+
+    monkeypatch.setattr(video, "_has_audio_stream", counted("ffmpeg", video._has_audio_stream))
+    monkeypatch.setattr(video, "_open_capture", counted("opencv", video._open_capture))
+    result = _video_cli([str(clip_with_audio), "--scale", "1", "--out", str(tmp_path / "out.mp4")],
+                        tiny_weights)
+    assert result.exit_code == 0, result.output
+    assert calls == {"ffmpeg": 1, "opencv": 1}
+
+
+def test_video_color_only_does_not_upscale(tmp_path, tiny_weights):
+    """--color-only is --scale 1, as for restore: the output has the input's size."""
+    clip = write_clip(tmp_path / "film.mp4", panning_frames(4))
+    result = _video_cli([str(clip), "--color-only", "--json"], tiny_weights)
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout)["size"] == [W, H]
+    assert read_clip(tmp_path / "film_colorsr.mp4")[0][0].shape == (H, W, 3)
+    refused = _video_cli([str(clip), "--color-only", "--scale", "4", "--overwrite"], tiny_weights)
+    assert refused.exit_code == 2 and "--color-only is --scale 1" in refused.stderr
 
 
 def test_out_naming_a_new_folder_creates_it(tmp_path, tiny_weights):

@@ -1,7 +1,12 @@
-"""What the command modules share: the consoles, option types, error exit, weights loading."""
+"""What the command modules share: the consoles, option types, the options of the commands that
+run the pipeline (written once, see pipeline_options), error exit, weights loading."""
 
 from __future__ import annotations
 
+import functools
+import inspect
+from collections.abc import Callable
+from dataclasses import dataclass, fields
 from enum import Enum
 
 import typer
@@ -9,8 +14,11 @@ from rich.console import Console
 from rich.progress import (
     BarColumn,
     DownloadColumn,
+    MofNCompleteColumn,
     Progress,
+    ProgressColumn,
     TextColumn,
+    TimeElapsedColumn,
     TimeRemainingColumn,
     TransferSpeedColumn,
 )
@@ -95,9 +103,85 @@ def device_options(device, tile: int | None, batch_size: int | None, precision: 
             "dtype": resolve_precision(name, device)}
 
 
+WEIGHTS_OPTION = typer.Option([], "--weights", "-w", help="A weight file or manifest name; its task "
+                              "(colour or SR) decides which model it replaces.")
+
+
+@dataclass(frozen=True)
+class PipelineArgs:
+    """The options every command that restores (restore, video) takes: which weights, how the
+    networks run. A command declares a parameter `pipeline: PipelineArgs` and pipeline_options
+    puts these options in its place."""
+
+    weights: list[str]
+    color_weights: str | None
+    sr_weights: str | None
+    model: ModelChoice
+    batch_size: int | None
+    tile: int | None
+    tile_pad: int
+    color_size: int
+    saturation: float
+    device: str
+    precision: Precision
+
+    def restorer(self, mode: str, scale: int, local_rank: int = 0, **options):
+        """The Restorer these options describe, its models loaded (weights downloaded with a
+        progress bar). Raises ColorsrError (unknown weights, no such device)."""
+        from colorsr_cli.devices import resolve_device
+        from colorsr_cli.pipeline import RestoreOptions, Restorer
+
+        dev = resolve_device(self.device, local_rank)
+        chosen = RestoreOptions(mode=mode, scale=scale, tile_pad=self.tile_pad, color_size=self.color_size,
+                                saturation=self.saturation, **options,
+                                **device_options(dev, self.tile, self.batch_size, self.precision))
+        color, sr = load_models(self.weights, self.color_weights, self.sr_weights,
+                                need_color=mode != "sr-only", need_sr=mode != "color-only" and scale > 1,
+                                model=self.model)
+        return Restorer(color, sr, chosen, dev)
+
+
+def pipeline_options(batch_option=BATCH_OPTION) -> Callable:
+    """Decorator: the command's `pipeline: PipelineArgs` parameter becomes PipelineArgs' options
+    (--weights, --color-weights, ..., --precision) at that place in its signature, so Typer shows
+    them there; the command receives them as one PipelineArgs. batch_option: the command's own
+    --batch-size (its help says what a batch is)."""
+    defaults = {"weights": WEIGHTS_OPTION, "color_weights": COLOR_WEIGHTS_OPTION,
+                "sr_weights": SR_WEIGHTS_OPTION, "model": MODEL_OPTION, "batch_size": batch_option,
+                "tile": TILE_OPTION, "tile_pad": TILE_PAD_OPTION, "color_size": COLOR_SIZE_OPTION,
+                "saturation": SATURATION_OPTION, "device": DEVICE_OPTION, "precision": PRECISION_OPTION}
+    hints = inspect.get_annotations(PipelineArgs, eval_str=True)
+    shared = [inspect.Parameter(f.name, inspect.Parameter.POSITIONAL_OR_KEYWORD, default=defaults[f.name],
+                                annotation=hints[f.name]) for f in fields(PipelineArgs)]
+
+    def decorate(command: Callable) -> Callable:
+        signature = inspect.signature(command, eval_str=True)
+        own = list(signature.parameters.values())
+        at = [p.name for p in own].index("pipeline")
+        params = own[:at] + shared + own[at + 1:]
+
+        @functools.wraps(command)
+        def with_options(**kwargs):
+            pipeline = PipelineArgs(**{p.name: kwargs.pop(p.name) for p in shared})
+            return command(pipeline=pipeline, **kwargs)
+
+        with_options.__signature__ = signature.replace(parameters=params)
+        with_options.__annotations__ = {p.name: p.annotation for p in params}
+        return with_options
+
+    return decorate
+
+
 def fail(message: str, code: int = 2) -> typer.Exit:
     console.print(f"[bold red]error:[/] {message}", highlight=False, soft_wrap=True)
     return typer.Exit(code)
+
+
+def work_progress(label: str, *columns: ProgressColumn, quiet: bool = False) -> Progress:
+    """The progress line of restore and video: label, bar, done/total, the command's own columns,
+    elapsed and remaining time."""
+    return Progress(TextColumn(f"[bold]{label}"), BarColumn(), MofNCompleteColumn(), *columns,
+                    TimeElapsedColumn(), TimeRemainingColumn(), console=console, disable=quiet)
 
 
 def download_progress() -> Progress:

@@ -21,7 +21,7 @@ from rich.progress import (
 )
 from rich.table import Column
 
-from colorsr_cli.cli_common import console, fail, out
+from colorsr_cli.cli.common import console, fail, out
 from colorsr_cli.errors import ColorsrError
 
 

@@ -9,7 +9,7 @@ import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from colorsr_cli.cli_common import Precision, console, device_options, fail, load_models, out
+from colorsr_cli.cli.common import Precision, console, device_options, fail, load_models, out
 from colorsr_cli.errors import ColorsrError
 
 
