@@ -31,7 +31,7 @@ from colorsr_cli.train.data import (
 )
 from colorsr_cli.train.distributed import unwrap
 from colorsr_cli.train.loop import GAN, Run, train
-from colorsr_cli.train.losses import ChromaLoss, critic_backward
+from colorsr_cli.train.losses import ChromaLoss, adversarial_update
 from colorsr_cli.train.recipes import ColorRecipe
 from colorsr_cli.train.runlog import Reporter, RunLog
 
@@ -259,24 +259,12 @@ def pix2pix_step(G, D, opt_g, opt_d, rgb: torch.Tensor, loss: ChromaLoss | float
         out = G(L, details=True)
         fake_ab = out["ab"]
         real, fake = torch.cat((L, ab), 1), torch.cat((L, fake_ab), 1)
-    # Real and fake batches go through D separately (see losses.critic_backward).
-    opt_d.zero_grad(set_to_none=True)
-    loss_d = (critic_backward(D, real, 1.0, F.mse_loss, amp, first=True)
-              + critic_backward(D, fake.detach(), 0.0, F.mse_loss, amp, first=False))
-    opt_d.step()
 
-    critic = unwrap(D)
-    critic.requires_grad_(False)
-    with torch.autocast(rgb.device.type, torch.bfloat16, enabled=amp):
-        p_gen = critic(fake).float()
-        adv = F.mse_loss(p_gen, torch.ones_like(p_gen))
-    other, logs = loss(out, ab, labels)
-    loss_g = adv_weight * adv + other
-    opt_g.zero_grad(set_to_none=True)
-    loss_g.backward()
-    opt_g.step()
-    critic.requires_grad_(True)
-    return {"loss_d": loss_d, "loss_g": loss_g.detach(), "adv": adv.detach()} | logs
+    def generator_loss(adv: torch.Tensor) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        other, logs = loss(out, ab, labels)
+        return adv_weight * adv + other, logs
+
+    return adversarial_update(D, opt_d, opt_g, real, fake, F.mse_loss, amp, generator_loss)
 
 
 def photo_labels(photos: PhotoFolder, root: Path, class_folders: str | None) -> tuple[list[int], list[str]]:

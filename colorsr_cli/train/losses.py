@@ -1,5 +1,5 @@
-"""The recipes' loss terms: the discriminator's update on one batch (both GANs), the
-colouriser's chroma terms (pix2pix's L1 or the ab distance, the class-rebalanced
+"""The recipes' loss terms: the adversarial update both GANs make (the discriminator's, then
+the generator's), the colouriser's chroma terms (pix2pix's L1 or the ab distance, the class-rebalanced
 cross-entropy of a bins head, the image-level class loss), and SRGAN's perceptual term."""
 
 from __future__ import annotations
@@ -15,6 +15,7 @@ import torch.nn.functional as F
 from colorsr_cli.chroma_bins import nearest_bin, rebalanced_cross_entropy, soft_encode
 from colorsr_cli.color import denormalize_ab
 from colorsr_cli.models import SRDiscriminator
+from colorsr_cli.train.distributed import unwrap
 
 
 def critic_backward(D: torch.nn.Module, x: torch.Tensor, target: float, loss_fn: Callable,
@@ -31,6 +32,32 @@ def critic_backward(D: torch.nn.Module, x: torch.Tensor, target: float, loss_fn:
         loss = loss_fn(out, torch.full_like(out, target))
         loss.backward()
     return loss.detach()
+
+
+def adversarial_update(D: torch.nn.Module, opt_d: torch.optim.Optimizer, opt_g: torch.optim.Optimizer,
+                       real: torch.Tensor, fake: torch.Tensor, criterion: Callable, amp: bool,
+                       generator_loss: Callable[[torch.Tensor], tuple[torch.Tensor, dict]]
+                       ) -> dict[str, torch.Tensor]:
+    """One discriminator update (criterion of D(real) against 1 and of D(fake) against 0), then
+    one generator update on generator_loss(adv), where adv = criterion(D(fake), 1) with D's
+    weights frozen and generator_loss(adv) -> (the generator's loss, its terms to log). Returns
+    loss_d, loss_g, adv and those terms, detached."""
+    opt_d.zero_grad(set_to_none=True)
+    loss_d = (critic_backward(D, real, 1.0, criterion, amp, first=True)
+              + critic_backward(D, fake.detach(), 0.0, criterion, amp, first=False))
+    opt_d.step()
+
+    critic = unwrap(D)
+    critic.requires_grad_(False)
+    with torch.autocast(fake.device.type, torch.bfloat16, enabled=amp):
+        score = critic(fake).float()
+        adv = criterion(score, torch.ones_like(score))
+    loss_g, logs = generator_loss(adv)
+    opt_g.zero_grad(set_to_none=True)
+    loss_g.backward()
+    opt_g.step()
+    critic.requires_grad_(True)
+    return {"loss_d": loss_d, "loss_g": loss_g.detach(), "adv": adv.detach()} | logs
 
 
 def ab_distance(fake: torch.Tensor, real: torch.Tensor, weight: torch.Tensor | None = None) -> torch.Tensor:

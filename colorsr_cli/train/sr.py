@@ -21,7 +21,7 @@ from colorsr_cli.models import SRConfig, SRDiscriminator, SRDiscriminatorConfig,
 from colorsr_cli.train.data import PhotoFolder, TrainingData, area_resize, to_chw, training_data
 from colorsr_cli.train.distributed import unwrap
 from colorsr_cli.train.loop import GAN, Run, train
-from colorsr_cli.train.losses import Perceptual, critic_backward
+from colorsr_cli.train.losses import Perceptual, adversarial_update
 from colorsr_cli.train.recipes import SRRecipe
 from colorsr_cli.train.runlog import Reporter, RunLog
 
@@ -194,27 +194,16 @@ def srgan_step(G, D, opt_g, opt_d, perceptual: Perceptual, lr: torch.Tensor, hr:
     """One D update then one G update; returns the losses (detached tensors)."""
     with torch.autocast(lr.device.type, torch.bfloat16, enabled=amp):
         fake = G(lr)
-    # Separate real and fake passes through D (see losses.critic_backward).
-    opt_d.zero_grad(set_to_none=True)
-    bce = F.binary_cross_entropy_with_logits
-    loss_d = (critic_backward(D, hr, 1.0, bce, amp, first=True)
-              + critic_backward(D, fake.detach(), 0.0, bce, amp, first=False))
-    opt_d.step()
 
-    critic = unwrap(D)
-    critic.requires_grad_(False)
-    with torch.autocast(lr.device.type, torch.bfloat16, enabled=amp):
-        gen_logit = critic(fake).float()
-        adv = F.binary_cross_entropy_with_logits(gen_logit, torch.ones_like(gen_logit))
-        perc = perceptual(fake, hr).float()
-        pixel = F.l1_loss(fake.float(), hr)
-        loss_g = recipe.perceptual_weight * perc + recipe.adv_weight * adv + recipe.pixel_weight * pixel
-    opt_g.zero_grad(set_to_none=True)
-    loss_g.backward()
-    opt_g.step()
-    critic.requires_grad_(True)
-    return {"loss_d": loss_d, "loss_g": loss_g.detach(), "adv": adv.detach(),
-            "perceptual": perc.detach(), "pixel": pixel.detach()}
+    def generator_loss(adv: torch.Tensor) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        with torch.autocast(lr.device.type, torch.bfloat16, enabled=amp):
+            perc = perceptual(fake, hr).float()
+            pixel = F.l1_loss(fake.float(), hr)
+            loss_g = recipe.perceptual_weight * perc + recipe.adv_weight * adv + recipe.pixel_weight * pixel
+        return loss_g, {"perceptual": perc.detach(), "pixel": pixel.detach()}
+
+    bce = F.binary_cross_entropy_with_logits
+    return adversarial_update(D, opt_d, opt_g, hr, fake, bce, amp, generator_loss)
 
 
 @torch.inference_mode()
