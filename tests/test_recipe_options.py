@@ -57,7 +57,7 @@ def _other_value(f):
     meta, default = f.metadata, f.default
     if meta["choices"]:
         choice = next(c for c in meta["choices"] if c != default)
-        return [flag_of(f), choice], choice
+        return [flag_of(f), str(choice)], choice
     if meta["path"] or f.name == "data":
         return [flag_of(f), f"some/{f.name}"], f"some/{f.name}"
     if isinstance(default, bool):

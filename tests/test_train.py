@@ -703,3 +703,15 @@ def test_sr_training_on_pairs_learns_the_targets_and_checks_them(tmp_path):
     (root / "target" / "03.png").unlink()
     with pytest.raises(Exception, match="same file names"):
         train_sr(SRRecipe(out=str(tmp_path / "bad"), max_steps=1, **common))
+
+
+def test_the_recipes_offer_exactly_the_losses_the_trainers_have():
+    """--pixel-loss and --perceptual are checked by the recipe (at once, before a run folder is
+    made) against the choices it declares; those must be the losses that exist."""
+    from dataclasses import fields
+
+    from colorsr_cli.train.losses import PERCEPTUAL, PIXEL_LOSSES
+
+    choices = {f.name: f.metadata["choices"] for f in fields(ColorRecipe) + fields(SRRecipe)}
+    assert set(choices["pixel_loss"]) == set(PIXEL_LOSSES)
+    assert set(choices["perceptual"]) == set(PERCEPTUAL)

@@ -11,7 +11,7 @@ from colorsr_cli.errors import RecipeError
 
 
 def setting(default: Any, help: str, flag: str | None = None, path: bool = False,
-            choices: tuple[str, ...] | None = None, bounds: tuple[float, float] | None = None) -> Any:
+            choices: tuple | None = None, bounds: tuple[float, float] | None = None) -> Any:
     """A recipe field: its default (MISSING: required), its help text, its command-line flag
     when that is not --field-name ("--name", or "--on/--off" for a switch), whether the command
     line takes it as a path (the recipe stores it as a string), and the values it may take: one
@@ -60,7 +60,8 @@ class TrainingRecipe:
             value, choices, bounds = getattr(self, f.name), f.metadata["choices"], f.metadata["bounds"]
             words = f.name.replace("_", " ")
             if choices and value not in choices:
-                raise RecipeError(f.name, f"unknown {words} {value!r} (one of {', '.join(choices)})")
+                named = ", ".join(map(str, choices))
+                raise RecipeError(f.name, f"unknown {words} {value!r} (one of {named})")
             if bounds and value is not None and not bounds[0] <= value <= bounds[1]:
                 raise RecipeError(f.name, f"{words} must be between {bounds[0]:g} and {bounds[1]:g}, "
                                           f"got {value:g}")
@@ -148,7 +149,7 @@ class SRRecipe(TrainingRecipe):
     name: ClassVar[str] = "srgan"
 
     hr_size: int = setting(256, "HR crop size (LR = hr-size / scale); smaller photos are skipped.")
-    scale: int = setting(4, "Upscaling factor.")
+    scale: int = setting(4, "Upscaling factor.", choices=(2, 4, 8))
     # How the LR input is made from the HR crop: area is the evaluation protocol's and an old
     # photo's reduction; bicubic the SR papers' protocol (OpenCV bicubic, no antialiasing).
     lr_kernel: str = setting("area", "How LR inputs are made from HR crops: area (the evaluation "
