@@ -27,3 +27,11 @@ class DataError(ColorsrError):
 
 class VideoError(ColorsrError):
     """A video could not be read, restored or encoded, or its output would replace a finished one."""
+
+
+class RecipeError(ColorsrError, ValueError):
+    """A training recipe's option has a value the recipe cannot train with; `field` names it."""
+
+    def __init__(self, field: str, message: str):
+        super().__init__(message)
+        self.field = field

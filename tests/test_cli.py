@@ -177,7 +177,7 @@ def test_no_help_text_is_eaten_as_rich_markup():
         assert not tag.search(text), f"colorsr {' '.join(path)} {p.name}: {text!r}"
     out = runner.invoke(app, ["train", "color", "--help"], terminal_width=200).output
     flat = " ".join(re.sub("[\u2500-\u257f]", " ", out).split())  # box drawing off, unwrapped
-    assert "Steps (default: each epoch)." in flat
+    assert "Steps between validations (default: each epoch)." in flat
 
 
 def test_ensemble_command_writes_a_colouriser_that_restores(tiny_weights, photo_folder, tmp_path):

@@ -15,8 +15,10 @@ from colorsr_cli.models import ColorizerConfig, ColorizerUNet, PatchDiscriminato
 from colorsr_cli.models.colorizer import PatchDiscriminatorConfig
 from colorsr_cli.models.srgan import SRDiscriminator, SRDiscriminatorConfig
 from colorsr_cli.pipeline import RestoreOptions, Restorer
-from colorsr_cli.train.color import ChromaLoss, ColorRecipe, pix2pix_step, train_color
-from colorsr_cli.train.sr import Perceptual, SRRecipe, pixel_step, srgan_step, train_sr
+from colorsr_cli.train.color import pix2pix_step, train_color
+from colorsr_cli.train.losses import ChromaLoss, Perceptual
+from colorsr_cli.train.recipes import ColorRecipe, SRRecipe
+from colorsr_cli.train.sr import pixel_step, srgan_step, train_sr
 from colorsr_cli.weightfile import load_weight_file
 
 from .conftest import photo_like
@@ -236,7 +238,7 @@ def test_color_pretrain_ema_and_lr_decay_resume_bit_for_bit(data_dir, tmp_path):
     common = dict(data=str(data_dir), width=8, disc_width=8, batch_size=4, val_every=3,
                   checkpoint_every=2, log_every=1, device="cpu", threads=1, pretrain_steps=3,
                   ema=0.9, lr_decay_start=0.5, disc_sigmoid=False)
-    from colorsr_cli.train.common import Reporter
+    from colorsr_cli.train.runlog import Reporter
 
     def kill_at_5(step, total, metrics):
         if step == 5:
@@ -290,7 +292,7 @@ def test_scheduled_lr_and_ema_update():
 
 def test_mixed_precision_only_where_bf16_is_native(monkeypatch):
     from colorsr_cli import devices
-    from colorsr_cli.train.common import use_mixed_precision
+    from colorsr_cli.train.distributed import use_mixed_precision
 
     cpu, cuda = torch.device("cpu"), torch.device("cuda")
     assert use_mixed_precision(cuda, True) and not use_mixed_precision(cuda, False)
@@ -329,7 +331,7 @@ def test_native_resample_shows_small_photos_as_the_evaluation_protocol_does():
 
 
 def test_resume_with_a_new_validation_view_drops_the_old_best(data_dir, tmp_path):
-    from colorsr_cli.train.common import Reporter
+    from colorsr_cli.train.runlog import Reporter
 
     common = dict(data=str(data_dir), out=str(tmp_path / "r"), width=8, disc_width=8, batch_size=4,
                   device="cpu", threads=1, val_every=2)
@@ -384,13 +386,14 @@ def test_sr_lr_kernels():
 
 
 def test_sr_training_with_an_unknown_lr_kernel_is_a_clear_error(data_dir, tmp_path):
-    with pytest.raises(ValueError, match="LR kernel"):
+    with pytest.raises(ValueError, match="unknown lr kernel 'box'"):
         train_sr(SRRecipe(data=str(data_dir), out=str(tmp_path / "s"), hr_size=32, lr_kernel="box",
                           device="cpu", max_steps=1))
 
 
 def test_planned_steps_says_when_the_epochs_end_the_run_first():
-    from colorsr_cli.train.common import Reporter, planned_steps
+    from colorsr_cli.train.runlog import Reporter
+    from colorsr_cli.train.schedule import planned_steps
 
     events = []
     reporter = Reporter(on_event=events.append)
@@ -406,8 +409,9 @@ def test_euclidean_pixel_loss_is_the_ab_error_and_trains(data_dir, tmp_path):
     ab plane) of the normalised maps, it is logged as ab_dist, it falls on a fixed batch, and a
     run with it trains through both phases."""
     from colorsr_cli.metrics import ab_error
-    from colorsr_cli.train.color import ab_distance, merge_lab
-    from colorsr_cli.train.common import Reporter
+    from colorsr_cli.train.color import merge_lab
+    from colorsr_cli.train.losses import ab_distance
+    from colorsr_cli.train.runlog import Reporter
 
     g = torch.Generator().manual_seed(0)
     L = torch.rand(2, 1, 8, 8, generator=g) * 0.6 - 0.3
@@ -444,7 +448,8 @@ def test_cached_photos_train_exactly_as_decoded_ones(data_dir, tmp_path):
     """--cache decodes each photo once into memory: the same pixels as a fresh decode (8-bit
     photos held as uint8, anything else as float32), a bad file skipped with a warning, and a
     run (with data-loading processes sharing the cache) identical to one without it."""
-    from colorsr_cli.train.common import PhotoFolder, Reporter
+    from colorsr_cli.train.data import PhotoFolder
+    from colorsr_cli.train.runlog import Reporter
 
     deep = tmp_path / "deep"
     deep.mkdir()
@@ -512,8 +517,8 @@ def test_init_starts_the_generator_from_a_weight_file(data_dir, tmp_path):
 
 
 def test_holdout_split_does_not_follow_the_training_seed(data_dir, tmp_path, monkeypatch):
-    import colorsr_cli.train.common as common_module
-    from colorsr_cli.train.common import holdout_seed_of, split_holdout
+    import colorsr_cli.train.data as data_module
+    from colorsr_cli.train.data import split_holdout
 
     seen, held = [], []
 
@@ -523,7 +528,7 @@ def test_holdout_split_does_not_follow_the_training_seed(data_dir, tmp_path, mon
         held.append(val)
         return train, val
 
-    monkeypatch.setattr(common_module, "split_holdout", spy)
+    monkeypatch.setattr(data_module, "split_holdout", spy)
     common = dict(data=str(data_dir), width=8, disc_width=8, batch_size=4, device="cpu", threads=1)
     # Runs that differ in --seed hold out the same photos (a fine-tune with another seed must not
     # validate on photos its starting point trained on); --holdout-seed picks another split.
@@ -532,15 +537,11 @@ def test_holdout_split_does_not_follow_the_training_seed(data_dir, tmp_path, mon
     train_color(ColorRecipe(out=str(tmp_path / "c"), max_steps=1, seed=7, holdout_seed=2, **common))
     assert seen == [0, 0, 2]
     assert held[0] == held[1] != held[2]  # and the photos held out do differ between the seeds
-    # A run begun before the option existed split by its --seed: resuming it keeps that split.
-    recipe = json.loads((tmp_path / "b" / "recipe.json").read_text())
-    del recipe["holdout_seed"]
-    (tmp_path / "b" / "recipe.json").write_text(json.dumps(recipe))
-    assert holdout_seed_of(recipe) == 7
+    # Resumed without its --holdout-seed, a run keeps the split its recipe.json records.
     seen.clear()
-    train_color(ColorRecipe(out=str(tmp_path / "b"), max_steps=2, seed=7, **common), resume=True)
-    assert seen == [7]
-    log = [json.loads(line) for line in (tmp_path / "b" / "metrics.jsonl").read_text().splitlines()]
+    train_color(ColorRecipe(out=str(tmp_path / "c"), max_steps=2, seed=7, **common), resume=True)
+    assert seen == [2]
+    log = [json.loads(line) for line in (tmp_path / "c" / "metrics.jsonl").read_text().splitlines()]
     assert [e["changed"] for e in log if e.get("event") == "resumed"][-1] == {"max_steps": [1, 2]}
 
 
@@ -576,7 +577,7 @@ def test_bins_recipe_trains_with_classes_and_a_holdout_of_larger_photos(data_dir
     logged and finite, then the GAN phase; the hold-out takes only the larger photos; best.pt is
     chosen by hue hit and restores like any colouriser."""
     from colorsr_cli.chroma_bins import gamut_bins
-    from colorsr_cli.train.common import Reporter
+    from colorsr_cli.train.runlog import Reporter
 
     data = tmp_path / "data"
     for label in ("cat", "dog"):
@@ -624,7 +625,7 @@ def test_rebalanced_regression_weights_each_pixel_by_its_colour():
     """--rebalance-mix with the regression head: the L1 of each pixel is weighted by the
     rebalancing weight of its truth colour's bin (hand-computed on two pixels)."""
     from colorsr_cli.chroma_bins import gamut_bins, nearest_bin
-    from colorsr_cli.train.color import ChromaLoss, weighted_l1
+    from colorsr_cli.train.losses import weighted_l1
 
     real = torch.tensor([0.0, 0.5, 0.0, -0.2]).view(1, 2, 1, 2)  # normalised ab: gray, (55, -22)
     fake = torch.zeros(1, 2, 1, 2)
@@ -642,7 +643,7 @@ def test_rebalanced_regression_weights_each_pixel_by_its_colour():
 def test_both_trainers_say_how_many_photos_they_found_and_held_out(data_dir, tmp_path):
     import re
 
-    from colorsr_cli.train.common import Reporter
+    from colorsr_cli.train.runlog import Reporter
 
     events = []
     reporter = Reporter(on_event=events.append)
@@ -702,3 +703,15 @@ def test_sr_training_on_pairs_learns_the_targets_and_checks_them(tmp_path):
     (root / "target" / "03.png").unlink()
     with pytest.raises(Exception, match="same file names"):
         train_sr(SRRecipe(out=str(tmp_path / "bad"), max_steps=1, **common))
+
+
+def test_the_recipes_offer_exactly_the_losses_the_trainers_have():
+    """--pixel-loss and --perceptual are checked by the recipe (at once, before a run folder is
+    made) against the choices it declares; those must be the losses that exist."""
+    from dataclasses import fields
+
+    from colorsr_cli.train.losses import PERCEPTUAL, PIXEL_LOSSES
+
+    choices = {f.name: f.metadata["choices"] for f in fields(ColorRecipe) + fields(SRRecipe)}
+    assert set(choices["pixel_loss"]) == set(PIXEL_LOSSES)
+    assert set(choices["perceptual"]) == set(PERCEPTUAL)

@@ -16,7 +16,8 @@ import torch
 from colorsr_cli.chroma_bins import bin_histogram, gamut_bins
 from colorsr_cli.color import rgb_to_lab
 from colorsr_cli.train.color import center_sample
-from colorsr_cli.train.common import PhotoFolder, Reporter
+from colorsr_cli.train.data import PhotoFolder
+from colorsr_cli.train.runlog import Reporter
 
 
 def main() -> None:

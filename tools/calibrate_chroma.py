@@ -26,7 +26,8 @@ from colorsr_cli.export import generator_from_checkpoint
 from colorsr_cli.metrics import ab_error, colorfulness, psnr
 from colorsr_cli.models import arch_name_of, build_model, config_dict
 from colorsr_cli.train.color import colour_placement
-from colorsr_cli.train.common import PhotoFolder, Reporter, holdout_seed_of, split_photos
+from colorsr_cli.train.data import PhotoFolder, split_photos
+from colorsr_cli.train.runlog import Reporter
 from colorsr_cli.weightfile import load_weight_file
 
 GAINS = (1.6, 1.4, 1.2, 1.1, 1.0, 0.9, 0.8)
@@ -40,7 +41,7 @@ def validation_set(run_dir: Path) -> tuple[PhotoFolder, list[int]]:
     photos = PhotoFolder(Path(recipe["val"] or recipe["data"]), Reporter())
     if recipe["val"]:
         return photos, list(range(len(photos)))
-    return photos, split_photos(photos, recipe["val_fraction"], holdout_seed_of(recipe),
+    return photos, split_photos(photos, recipe["val_fraction"], recipe["holdout_seed"],
                                 recipe.get("holdout_min_side", 0))[1]
 
 

@@ -17,7 +17,8 @@ import torch
 from colorsr_cli.evaluate import gray_of, protocol_pair
 from colorsr_cli.metrics import ab_error, colorfulness, psnr
 from colorsr_cli.pipeline import RestoreOptions, Restorer
-from colorsr_cli.train.common import PhotoFolder, Reporter, holdout_seed_of, split_holdout
+from colorsr_cli.train.data import PhotoFolder, split_holdout
+from colorsr_cli.train.runlog import Reporter
 from colorsr_cli.weightfile import load_weight_file
 
 
@@ -30,7 +31,7 @@ def main() -> None:
     args = parser.parse_args()
     recipe = json.loads((args.sr_run_dir / "recipe.json").read_text())
     photos = PhotoFolder(Path(recipe["data"]), Reporter(), min_side=256)
-    _, val = split_holdout(len(photos), recipe["val_fraction"], holdout_seed_of(recipe), hi=200)
+    _, val = split_holdout(len(photos), recipe["val_fraction"], recipe["holdout_seed"], hi=200)
     truth = torch.stack([protocol_pair(photos.load(i))[0] for i in val])
     gray = gray_of(truth)
     model, _ = load_weight_file(args.color_weights)

@@ -14,7 +14,8 @@ import torch
 
 from colorsr_cli.metrics import psnr, ssim
 from colorsr_cli.pipeline import RestoreOptions, Restorer, resize
-from colorsr_cli.train.common import PhotoFolder, Reporter, holdout_seed_of, split_holdout
+from colorsr_cli.train.data import PhotoFolder, split_holdout
+from colorsr_cli.train.runlog import Reporter
 from colorsr_cli.train.sr import hr_lr_pair
 from colorsr_cli.weightfile import load_weight_file
 
@@ -36,7 +37,7 @@ def main() -> None:
     args = parser.parse_args()
     recipe = json.loads((args.run_dir / "recipe.json").read_text())
     photos = PhotoFolder(Path(recipe["data"]), Reporter(), min_side=recipe["hr_size"])
-    _, val = split_holdout(len(photos), recipe["val_fraction"], holdout_seed_of(recipe), hi=200)
+    _, val = split_holdout(len(photos), recipe["val_fraction"], recipe["holdout_seed"], hi=200)
     pairs = []
     for i in val:
         img = photos.load(i)
