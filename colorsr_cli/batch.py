@@ -329,7 +329,8 @@ def _restore_failure(item: _Decoded, exc: BaseException, restorer: Restorer) -> 
     message = str(exc)
     if isinstance(exc, (MemoryError, torch.OutOfMemoryError)) or "can't allocate memory" in message:
         opts = restorer.options
-        smaller = [f"--tile {max(16, opts.tile // 2)}" if opts.tile else "--tile 256"]
+        tile = restorer.tiling_for(h, w)[0]  # as restored: a memory budget may have lowered it
+        smaller = [f"--tile {max(16, tile // 2)}" if tile else "--tile 256"]
         if opts.scale > 1:
             smaller.append(f"--scale {opts.scale // 2}")
         return (f"{item.job.source}: out of memory restoring {w}x{h} at scale {opts.scale} "

@@ -475,7 +475,9 @@ def _to_pillow(rgb: np.ndarray, alpha: np.ndarray | None) -> Image.Image:
         if alpha.shape != rgb.shape[:2]:
             raise ValueError(f"alpha must be (H, W) = {rgb.shape[:2]}, got shape {alpha.shape}")
         channels.append(_to_uint8(alpha)[..., None])
-    return Image.fromarray(np.ascontiguousarray(np.concatenate(channels, axis=2)))
+    # Without alpha, no concatenation: for a large output it would be one more full copy.
+    pixels = channels[0] if len(channels) == 1 else np.concatenate(channels, axis=2)
+    return Image.fromarray(np.ascontiguousarray(pixels))
 
 
 def _to_uint8(values: np.ndarray) -> np.ndarray:

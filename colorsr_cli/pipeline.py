@@ -28,6 +28,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from colorsr_cli.color import denormalize_ab, is_colour_photo, lab_to_rgb, normalize_l, rgb_to_lab
+from colorsr_cli.memory import RestorePlan, fit_tiling, per_pass
 from colorsr_cli.models.blocks import fuse_batchnorm
 from colorsr_cli.tiling import TileCanvas, split_into_tiles
 
@@ -50,6 +51,12 @@ class RestoreOptions:
     tile_pad: int = 16  # overlap context on each side of a tile, input pixels
     batch_size: int = 16  # tiles / images per forward pass
     batch_pixels: int = 0  # and at most this many input pixels per pass (0 = no limit)
+    # Bytes restoring one image should stay within (memory.restore_peak_bytes): for a large image
+    # the SR tile and the per-pass batch are lowered until the estimate fits (0 = no limit); a
+    # tile or batch the user chose (tile_fixed, batch_fixed) is kept as it is.
+    memory_budget: int = 0
+    tile_fixed: bool = False
+    batch_fixed: bool = False
     color_size: int = 128  # long side of the colouriser's working resolution
     saturation: float = 1.0  # gain on the predicted chroma (a, b): < 1 tones colours down
     dtype: torch.dtype = torch.float32  # compute precision (bf16/fp16 via autocast)
@@ -57,10 +64,7 @@ class RestoreOptions:
     def per_pass(self, height: int, width: int) -> int:
         """How many height x width inputs go through a network together: batch_size, capped at
         batch_pixels input pixels where set, at least one."""
-        n = max(1, self.batch_size)
-        if self.batch_pixels:
-            n = min(n, max(1, self.batch_pixels // max(1, height * width)))
-        return n
+        return per_pass(self.batch_size, self.batch_pixels, height * width)
 
 
 # Per-device defaults for the commands (RestoreOptions' own defaults are the portable ones).
@@ -116,6 +120,19 @@ class Restorer:
         self.sr_scale = sr.descriptor.scale if needs_sr else 1
         self.sr_multiple = sr.descriptor.input_multiple if needs_sr else 1
         self.sr_edge_pad = sr.descriptor.edge_pad if needs_sr else 0
+        self.memory_plan = RestorePlan(
+            scale=options.scale, sr_scale=self.sr_scale, tile_pad=options.tile_pad,
+            sr_bytes=sr.descriptor.forward_bytes_per_pixel if needs_sr else 0,
+            color_bytes=colorizer.descriptor.forward_bytes_per_pixel if needs_color else 0,
+            color_pixels=options.color_size**2, edge_pad=self.sr_edge_pad, multiple=self.sr_multiple,
+            batch_pixels=options.batch_pixels)
+
+    def tiling_for(self, height: int, width: int) -> tuple[int, int]:
+        """(SR tile, tiles per pass at most) for a height x width input: the options' own, or
+        with a memory budget the largest that keep the estimate within it (memory.fit_tiling)."""
+        opts = self.options
+        return fit_tiling(height, width, self.memory_plan, opts.tile, opts.batch_size, opts.memory_budget,
+                          opts.tile_fixed, opts.batch_fixed)
 
     def _autocast(self):
         if self.options.dtype is torch.float32:
@@ -242,10 +259,13 @@ class Restorer:
         reduce = self.sr_scale // s  # the model's output pixels per output pixel, each way
         dtype = torch.uint8 if opts.uint8_output else torch.float32
         canvases: list[TileCanvas | None] = []
-        jobs = []
+        jobs, per_pass = [], opts.batch_size
         for k, rgb in enumerate(rgbs):
             h, w = rgb.shape[-2:]
-            windows = split_into_tiles(h, w, opts.tile, opts.tile_pad)
+            pad = 2 * self.sr_edge_pad  # the estimate counts the edge padding itself
+            tile, batch_size = self.tiling_for(h - pad, w - pad)
+            per_pass = min(per_pass, batch_size)
+            windows = split_into_tiles(h, w, tile, opts.tile_pad)
             # One window over the whole image (the common case for photos up to the tile
             # size): its output is the result, with no canvas to fill, weigh and divide.
             whole = len(windows) == 1 and windows[0].shape == (h, w)
@@ -254,7 +274,7 @@ class Restorer:
         crops = [rgbs[k][:, win.y0:win.y1, win.x0:win.x1] for k, win in jobs]
         results: list[torch.Tensor | None] = [None] * len(rgbs)
         inputs = [padded_to_multiple(c, self.sr_multiple) for c in crops]
-        for j, out in self._batched(self.sr, inputs):
+        for j, out in self._batched(self.sr, inputs, per_pass):
             k, win = jobs[j]
             out = out[:, :crops[j].shape[-2] * self.sr_scale, :crops[j].shape[-1] * self.sr_scale]
             if reduce > 1:
@@ -266,12 +286,14 @@ class Restorer:
                 canvas.add(win, out)
         return [r if c is None else c.result() for r, c in zip(results, canvases)]  # type: ignore[misc]
 
-    def _batched(self, model: nn.Module, inputs: list[torch.Tensor]) -> Iterator[tuple[int, torch.Tensor]]:
-        """Run model over inputs, stacking equal-shaped ones into batches of options.per_pass;
-        yields (index into inputs, output) as each batch is done, in input order within a shape
-        (so one image's tiles come in split_into_tiles' order), and holds no finished output."""
+    def _batched(self, model: nn.Module, inputs: list[torch.Tensor], batch_size: int
+                 ) -> Iterator[tuple[int, torch.Tensor]]:
+        """Run model over inputs, stacking equal-shaped ones into batches of options.per_pass
+        (at most batch_size); yields (index into inputs, output) as each batch is done, in input
+        order within a shape (so one image's tiles come in split_into_tiles' order), and holds no
+        finished output."""
         for idx in same_shape_groups(inputs):
-            bs = self.options.per_pass(*inputs[idx[0]].shape[-2:])
+            bs = min(batch_size, self.options.per_pass(*inputs[idx[0]].shape[-2:]))
             for start in range(0, len(idx), bs):
                 chunk = idx[start:start + bs]
                 yield from zip(chunk, self._forward(model, torch.stack([inputs[k] for k in chunk])))

@@ -208,16 +208,19 @@ def test_device_defaults_and_overrides(monkeypatch):
     from colorsr_cli.pipeline import default_options
 
     cpu = torch.device("cpu")
+    monkeypatch.setenv("COLORSR_MEMORY", "2G")
+    budget = {"memory_budget": 2 << 30, "tile_fixed": False, "batch_fixed": False}
     for native, dtype in ((True, torch.bfloat16), (False, torch.float32)):
         monkeypatch.setattr(devices, "cpu_has_native_bf16", lambda native=native: native)
         assert device_options(cpu, None, None, Precision.auto) == {
-            "tile": 512, "batch_size": 16, "batch_pixels": 512 * 512, "dtype": dtype}
+            "tile": 512, "batch_size": 16, "batch_pixels": 512 * 512, "dtype": dtype, **budget}
     assert device_options(cpu, None, None, Precision.fp32)["dtype"] == torch.float32
     x86 = "processor\t: 0\nflags\t\t: fpu avx2 avx512f avx512_bf16 fma\n"
     assert cpu_has_native_bf16(x86) and not cpu_has_native_bf16(x86.replace(" avx512_bf16", ""))
     assert cpu_has_native_bf16("Features\t: fp asimd bf16 i8mm\n")
     assert device_options(cpu, 64, 2, Precision.bf16) == {"tile": 64, "batch_size": 2, "batch_pixels": 0,
-                                                          "dtype": torch.bfloat16}
+                                                          "dtype": torch.bfloat16, "memory_budget": 2 << 30,
+                                                          "tile_fixed": True, "batch_fixed": True}
     if not torch.cuda.is_available():  # without a GPU that has bf16, "auto" never picks it
         assert default_options(torch.device("cuda"))["precision"] == "fp32"
 

@@ -90,8 +90,10 @@ PRECISION_OPTION = typer.Option(Precision.auto, "--precision", help="Compute pre
 
 
 def device_options(device, tile: int | None, batch_size: int | None, precision: Precision) -> dict:
-    """RestoreOptions fields that default per device: tile, batch_size, dtype."""
+    """RestoreOptions fields that default per device: tile, batch_size, dtype, and the memory
+    budget that may lower a default tile or batch for a large image (memory.default_budget)."""
     from colorsr_cli.devices import resolve_precision
+    from colorsr_cli.memory import default_budget
     from colorsr_cli.pipeline import default_options
 
     chosen = default_options(device)
@@ -100,7 +102,9 @@ def device_options(device, tile: int | None, batch_size: int | None, precision: 
             "batch_size": chosen["batch_size"] if batch_size is None else batch_size,
             # an explicit --batch-size is taken as it is; the default one is also capped in pixels
             "batch_pixels": chosen["batch_pixels"] if batch_size is None else 0,
-            "dtype": resolve_precision(name, device)}
+            "dtype": resolve_precision(name, device),
+            "memory_budget": default_budget(device), "tile_fixed": tile is not None,
+            "batch_fixed": batch_size is not None}
 
 
 WEIGHTS_OPTION = typer.Option([], "--weights", "-w", help="A weight file or manifest name; its task "

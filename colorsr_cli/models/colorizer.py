@@ -105,7 +105,13 @@ class ColorizerUNet(nn.Module):
 
     @property
     def descriptor(self) -> ModelDescriptor:
-        return ModelDescriptor(task="color", input_multiple=self.multiple)
+        # At full resolution: the first level's skip, its two conv outputs and the merge's
+        # concatenation (about 6 x width channels), and a bins head's logits with the annealed
+        # mean's temporaries. Measured for colorsr-color-v5 (two members of width 32, fp32): 308
+        # bytes a pixel, against 784 counted here.
+        c = self.config
+        per_pixel = 4 * (6 * c.width + 3 * c.bins // c.head_stride**2)
+        return ModelDescriptor(task="color", input_multiple=self.multiple, forward_bytes_per_pixel=per_pixel)
 
     def forward(self, lightness: torch.Tensor, details: bool = False):
         """Normalised ab (N, 2, H, W). With details=True (training), a dict with "ab" and, for a
@@ -173,7 +179,9 @@ class ColorizerEnsemble(nn.Module):
 
     @property
     def descriptor(self) -> ModelDescriptor:
-        return ModelDescriptor(task="color", input_multiple=self.multiple)
+        # Members run one after another: the largest member's peak plus the running sum of ab.
+        per_pixel = max(m.descriptor.forward_bytes_per_pixel for m in self.members) + 16
+        return ModelDescriptor(task="color", input_multiple=self.multiple, forward_bytes_per_pixel=per_pixel)
 
     def forward(self, lightness: torch.Tensor) -> torch.Tensor:
         total = self.members[0](lightness)

@@ -82,8 +82,15 @@ class RRDBNet(nn.Module):
 
     @property
     def descriptor(self) -> ModelDescriptor:
-        return ModelDescriptor(task="sr", scale=self.config.scale,
-                               input_multiple=_UNSHUFFLE[self.config.scale], edge_pad=EDGE_PAD)
+        # The peak is at the output grid (scale^2 pixels per input pixel): the last upsampling's
+        # input and its conv output, 64 features each; the dense blocks' concatenations on the
+        # network's own grid are smaller. Measured for Real-ESRGAN x4plus (fp32): 5,876 bytes a
+        # pixel, against 8,064 counted here.
+        c = self.config
+        trunk = 8 * (c.features + 4 * c.growth) // _UNSHUFFLE[c.scale] ** 2
+        per_pixel = 4 * c.scale**2 * (3 * c.features // 2 + 6) + trunk
+        return ModelDescriptor(task="sr", scale=c.scale, input_multiple=_UNSHUFFLE[c.scale],
+                               edge_pad=EDGE_PAD, forward_bytes_per_pixel=per_pixel)
 
     def forward(self, rgb: torch.Tensor) -> torch.Tensor:
         factor = _UNSHUFFLE[self.config.scale]
