@@ -254,6 +254,9 @@ def _decode_all(todo: list, restorer: Restorer, max_pixels: int) -> Iterator[_De
             item.kept_colour = restorer.colorizer is not None and not item.colourise
         except ColorsrError as exc:
             item.error = str(exc)
+        except MemoryError:
+            item.error = (f"{job.source}: out of memory decoding it (--max-pixels skips images this "
+                          "large)")
         except Exception as exc:  # noqa: BLE001 - a decoder bug must not end the run
             item.error = f"{job.source}: unexpected error while reading: {exc!r}"
         yield item
