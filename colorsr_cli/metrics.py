@@ -359,12 +359,12 @@ def niqe(x: torch.Tensor) -> torch.Tensor:
     return torch.stack([_niqe_distance(f) for f in _niqe_features(x)])
 
 
-def niqe_of_set(x: torch.Tensor) -> torch.Tensor:
+def niqe_of_set(x: torch.Tensor, chunk: int = 16) -> torch.Tensor:
     """NIQE of a set of images taken together (a scalar): the patches of all N images fit one
     gaussian. For sets of small images (a 256x256 photo has only 4 patches of 96x96, too few to
     fit 36 features, so its own NIQE is far above the usual range), this compares methods on
     the same photos stably; for one image it is niqe()."""
-    return _niqe_distance(_niqe_features(x).flatten(0, 1))
+    return _niqe_distance(torch.cat([_niqe_features(part).flatten(0, 1) for part in x.split(chunk)]))
 
 
 def _colorfulness_of_output(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:

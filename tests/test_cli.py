@@ -388,3 +388,20 @@ def test_training_progress_keeps_steps_and_times_at_80_columns():
     screen.print(progress.get_renderable())
     text = screen.export_text(styles=False)
     assert "4000/30000" in text and "0:00:00" in text and "lr 0.0002" in text and "…" not in text
+
+
+def test_every_model_choice_names_an_sr_entry_of_the_manifest():
+    """--model NAME stands for a manifest entry that does SR; the bundled ones are in the wheel,
+    so `--model clean` and `--model fast` work offline."""
+    from colorsr_cli.cli.common import SR_MODELS, ModelChoice
+    from colorsr_cli.weights import is_present, load_manifest
+
+    entries = load_manifest()
+    assert {c.value for c in ModelChoice} == set(SR_MODELS)
+    for choice, name in SR_MODELS.items():
+        if name is None:
+            continue
+        assert entries[name].task == "sr", choice
+        if entries[name].bundled:
+            assert is_present(entries[name]), choice
+    assert SR_MODELS["clean"] == "colorsr-sr-clean-v1" and entries["colorsr-sr-clean-v1"].bundled

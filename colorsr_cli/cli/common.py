@@ -48,6 +48,7 @@ SR_WEIGHTS_OPTION = typer.Option(None, "--sr-weights", help="Super-resolution we
 SR_MODELS: dict[str, str | None] = {
     "default": None,
     "fast": "colorsr-sr-fast-v2",
+    "clean": "colorsr-sr-clean-v1",
     "realesrgan": "realesrgan-x4plus",
 }
 
@@ -55,11 +56,14 @@ SR_MODELS: dict[str, str | None] = {
 class ModelChoice(str, Enum):
     default = "default"
     fast = "fast"
+    clean = "clean"
     realesrgan = "realesrgan"
 
 
 MODEL_OPTION = typer.Option(ModelChoice.default, "--model", "-m",
                             help=f"default; fast: an SR network about twice as fast ({SR_MODELS['fast']}); "
+                            f"clean: as fast, taught by Real-ESRGAN to clean noisy, JPEG-compressed "
+                            f"scans ({SR_MODELS['clean']}); "
                             f"realesrgan: Real-ESRGAN x4plus ({SR_MODELS['realesrgan']}), cleaner on noisy, "
                             "JPEG-compressed scans, 34x the default's FLOPs (quality in docs/models.md). "
                             "--sr-weights wins.")
