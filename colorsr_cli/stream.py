@@ -55,7 +55,7 @@ class ReadAhead(Generic[T]):
             put_unless(self._queue, _Failure(exc), self._stopped)
         finally:
             close = getattr(produced, "close", None)
-            if close is not None:  # a generator stopped early runs its cleanup (files released)
+            if close is not None:  # a generator stopped early runs its cleanup (files closed)
                 close()
         put_unless(self._queue, END, self._stopped)
 
