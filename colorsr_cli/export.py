@@ -24,23 +24,17 @@ from colorsr_cli.weights import sha256_file
 
 def generator_from_checkpoint(run_dir: Path, checkpoint: Path) -> tuple[nn.Module, dict[str, Any]]:
     """The generator held in a training checkpoint (last.pt or a copy of it), built from the
-    run's recipe.json. GAN runs are often best judged by eval metrics rather than validation
+    architecture and config it records. GAN runs are often best judged by eval metrics rather than validation
     L1 (which favours the dullest colours), so any checkpoint can be exported, not only best.pt."""
     state = safe_torch_load(checkpoint)
     if "arch" in state and "state_dict" in state:  # a weight file (best.pt or a copy of one)
         model, meta = model_from_weight_blob(state, checkpoint)
         return model, {"step": int(meta.get("step", -1)), "checkpoint": Path(checkpoint).name,
                        "weights": "weight file"}
-    recipe = json.loads((Path(run_dir) / "recipe.json").read_text())
-    if "G_arch" in state:  # checkpoints that name their generator's architecture
-        model = build_model(state["G_arch"], dict(state["G_config"]))
-    elif "l1_weight" in recipe:  # the colour recipe
-        model = build_model("colorizer_unet", {"width": recipe["width"], "depth": recipe["depth"]})
-    else:
-        model = build_model("srgan_generator", {
-            k: recipe[k] for k in ("channels", "blocks", "head_kernel", "tail_kernel", "scale", "global_skip",
-                      "upsampler")
-            if k in recipe})
+    if "G_arch" not in state:
+        raise WeightsError(f"{checkpoint}: a training checkpoint without its generator's architecture "
+                           "(G_arch), not one colorsr train wrote")
+    model = build_model(state["G_arch"], dict(state["G_config"]))
     key = "G_ema" if "G_ema" in state else "G"  # a run with --ema exports its averaged generator
     model.load_state_dict(state[key])
     return model.eval(), {"step": int(state["step"]), "checkpoint": Path(checkpoint).name,

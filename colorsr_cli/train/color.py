@@ -9,7 +9,6 @@ itself is the shared skeleton (train/loop.py)."""
 from __future__ import annotations
 
 import copy
-import dataclasses
 from pathlib import Path
 
 import numpy as np
@@ -187,10 +186,6 @@ class Pix2Pix:
     def validate(self, gan: GAN, step: int) -> float:
         return validate(gan.judged(), self.val_batch, self.run.device, self.recipe.batch_size * 4,
                         self.run.log, step, self.recipe.select_by)
-
-    def checkpoint_extras(self, gan: GAN) -> dict:
-        # The generator's architecture and config travel with it, so any checkpoint exports.
-        return {"G_arch": "colorizer_unet", "G_config": dataclasses.asdict(unwrap(gan.G).config)}
 
 
 def init_generator(G: ColorizerUNet, path: Path) -> list[str]:

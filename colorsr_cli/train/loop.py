@@ -20,6 +20,7 @@ import torch
 from torch.utils.data import DataLoader
 
 from colorsr_cli.distributed import Shard
+from colorsr_cli.models import arch_name_of, config_dict
 from colorsr_cli.train.data import RunView, TrainingData, split_summary
 from colorsr_cli.train.distributed import seed_everything, start_process, unwrap, use_mixed_precision, wrap
 from colorsr_cli.train.recipes import TrainingRecipe
@@ -82,7 +83,6 @@ class Trainer(Protocol):
     def sample(self, index: int, rng: np.random.Generator) -> Any: ...
     def step(self, gan: GAN, batch: Any, step: int) -> dict[str, torch.Tensor]: ...
     def validate(self, gan: GAN, step: int) -> float: ...
-    def checkpoint_extras(self, gan: GAN) -> dict[str, Any]: ...
 
 
 def train(make_trainer: Callable[[Any, Run], Trainer], recipe: TrainingRecipe, resume: bool = False,
@@ -130,8 +130,10 @@ def train(make_trainer: Callable[[Any, Run], Trainer], recipe: TrainingRecipe, r
     def checkpoint() -> None:
         if ddp.main:
             state = {name: unwrap(part).state_dict() for name, part in gan.parts().items()}
-            save_checkpoint(out / "last.pt", step=step, best_val=best_val,
-                            **state, **trainer.checkpoint_extras(gan), val_view=trainer.val_view)
+            # The generator's architecture and config travel with it, so any checkpoint exports.
+            G = unwrap(gan.G)
+            save_checkpoint(out / "last.pt", step=step, best_val=best_val, **state,
+                            G_arch=arch_name_of(G), G_config=config_dict(G), val_view=trainer.val_view)
 
     # The batches of steps [step, total) in their fixed order (see RunView).
     view = RunView(data.train_idx, trainer.sample, recipe.seed, recipe.batch_size, steps_per_epoch,

@@ -162,9 +162,6 @@ class SRGAN:
     def validate(self, gan: GAN, step: int) -> float:
         return validate(gan.G, self.val_lr, self.val_hr, self.run.device, self.run.log, step)
 
-    def checkpoint_extras(self, gan: GAN) -> dict:
-        return {}
-
 
 def load_initial_weights(G: SRGenerator, name_or_path: str) -> None:
     """G's weights from a manifest name or weight file of the same design (--init)."""
