@@ -262,3 +262,47 @@ def test_ensemble_averages_its_members_and_round_trips(tmp_path):
         build_model("colorizer_ensemble", {"members": []})
     with pytest.raises(ValueError, match="no chroma gain of their own"):
         build_model("colorizer_ensemble", {"members": [{"width": 8, "chroma_gain": 0.9}]})
+
+
+def test_a_new_network_is_one_module_and_one_registry_entry(monkeypatch, tmp_path):
+    """A network written here (an x2 pixel-shuffle SR model with its config and descriptor) and
+    one registry entry are all the weight files, the CLI's loader and the pipeline need: it
+    saves, loads by path as an SR model, and restores through tiles of any size."""
+    from dataclasses import dataclass
+
+    import torch.nn.functional as F
+
+    from colorsr_cli.models import Architecture, ModelDescriptor
+    from colorsr_cli.pipeline import RestoreOptions, Restorer
+    from colorsr_cli.weightfile import save_weight_file
+    from colorsr_cli.weights import load_model
+
+    @dataclass(frozen=True)
+    class TinyConfig:
+        width: int = 4
+
+    class TinySR(torch.nn.Module):
+        def __init__(self, config: TinyConfig = TinyConfig()):
+            super().__init__()
+            self.config = config
+            self.conv = torch.nn.Conv2d(3, 3 * 4, 3, padding=1)
+
+        @property
+        def descriptor(self) -> ModelDescriptor:
+            return ModelDescriptor(task="sr", scale=2, forward_bytes_per_pixel=64)
+
+        def forward(self, x):
+            return F.pixel_shuffle(self.conv(x), 2) + F.interpolate(x, scale_factor=2, mode="nearest")
+
+    monkeypatch.setitem(ARCHITECTURES, "tiny_sr", Architecture(TinySR, TinyConfig, "sr"))
+    torch.manual_seed(0)
+    net = TinySR().eval()
+    save_weight_file(net, tmp_path / "tiny.pt")
+    loaded, _ = load_model(tmp_path / "tiny.pt", "sr")
+    x = torch.rand(3, 36, 50)
+    whole = Restorer(None, loaded, RestoreOptions(mode="sr-only", scale=2, tile=0)).restore([x])[0]
+    tiled = Restorer(None, loaded, RestoreOptions(mode="sr-only", scale=2, tile=16)).restore([x])[0]
+    assert whole.shape == (3, 72, 100)
+    with torch.no_grad():
+        expected = net(x[None])[0].clamp(0, 1)
+    assert (whole - expected).abs().max() < 1e-5 and (tiled - whole).abs().max() < 1e-5
