@@ -15,9 +15,9 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from calibrate_chroma import holdout_photos, protocol_views  # a tools/ sibling
 from PIL import Image, ImageDraw
 
+from colorsr_cli.calibrate import holdout_photos, protocol_views
 from colorsr_cli.color import normalize_l, rgb_to_lab
 from colorsr_cli.io import write_image_atomic
 from colorsr_cli.train.color import merge_lab

@@ -17,8 +17,8 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from calibrate_chroma import holdout_photos, protocol_views  # tools/, beside this script
 
+from colorsr_cli.calibrate import holdout_photos, protocol_views
 from colorsr_cli.color import lab_to_rgb, rgb_to_lab
 from colorsr_cli.io import find_images, read_image
 from colorsr_cli.metrics import ab_error, colorfulness

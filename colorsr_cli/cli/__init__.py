@@ -1,6 +1,6 @@
 """The `colorsr` command line: parse options, call the library, show progress and results.
 This package is the only part of colorsr that talks to the terminal; each command is a module
-(restore, video, weights, eval, train, doctor) and common holds what they share."""
+(restore, video, weights, eval, train, calibrate, doctor) and common holds what they share."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ import threading
 import typer
 
 from colorsr_cli import __version__
-from colorsr_cli.cli import doctor, eval, restore, train, video, weights
+from colorsr_cli.cli import calibrate, doctor, eval, restore, train, video, weights
 from colorsr_cli.cli.common import console, out
 from colorsr_cli.errors import ColorsrError
 
@@ -41,6 +41,7 @@ app.command()(doctor.doctor)
 app.command("eval")(eval.eval_cmd)
 app.command()(train.export)
 app.command()(train.ensemble)
+app.command("calibrate")(calibrate.calibrate_cmd)
 train_app.command("color")(train.train_color_cmd)
 train_app.command("sr")(train.train_sr_cmd)
 
