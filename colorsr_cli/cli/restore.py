@@ -47,7 +47,7 @@ def restore(
     png_level: int = typer.Option(PNG_LEVEL, "--png-level", min=0, max=9, help="PNG compression, "
                                   "0-9: higher is smaller and slower (1: 4.5x faster than 6, "
                                   "22% larger)."),
-    pipeline: PipelineArgs = ...,
+    pipeline: PipelineArgs = ...,  # --weights ... --precision, from pipeline_options
     max_pixels: int = typer.Option(100_000_000, "--max-pixels", help="Refuse larger images "
                                    "(decompression-bomb guard)."),
     as_json: bool = typer.Option(False, "--json", help="Print a machine-readable summary on stdout."),

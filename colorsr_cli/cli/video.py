@@ -34,7 +34,7 @@ def video(
     color_only: bool = typer.Option(False, "--color-only", help="Only colourise: --scale 1 (no "
                                     "super-resolution)."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing output."),
-    pipeline: PipelineArgs = ...,
+    pipeline: PipelineArgs = ...,  # --weights ... --precision, from pipeline_options
     codec: str = typer.Option("libx264", "--codec", help="ffmpeg video encoder (e.g. libx264, libx265)."),
     crf: int = typer.Option(18, "--crf", min=0, max=63, help="Constant rate factor: lower is better "
                             "quality and bigger files (18: visually lossless for x264)."),
