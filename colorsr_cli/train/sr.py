@@ -30,20 +30,31 @@ def hr_lr_pair(img: np.ndarray, hr: int, scale: int, rng: np.random.Generator | 
                kernel: str = "area") -> tuple[torch.Tensor, torch.Tensor]:
     """A random (or, without rng, centre) hr x hr crop with random flip/rotation, and its LR made
     with `kernel` (see SRRecipe.lr_kernel; "mixed" needs rng): ((3, hr/scale, hr/scale), (3, hr, hr))."""
-    h, w = img.shape[:2]
-    if rng is None:
-        y, x = (h - hr) // 2, (w - hr) // 2
-    else:
-        y, x = int(rng.integers(0, h - hr + 1)), int(rng.integers(0, w - hr + 1))
-    crop = img[y:y + hr, x:x + hr]
-    if rng is not None:
-        if rng.random() < 0.5:
-            crop = crop[:, ::-1]
-        crop = np.rot90(crop, int(rng.integers(0, 4)))
-    crop = np.ascontiguousarray(crop)
+    crop, _ = same_view(img, None, hr, 1, rng)
     if kernel == "mixed":
         kernel = "bicubic" if rng.random() < 0.5 else "area"
     return to_chw(downsample(crop, scale, kernel)), to_chw(crop)
+
+
+def same_view(x: np.ndarray, y: np.ndarray | None, size: int, scale: int, rng: np.random.Generator | None
+              ) -> tuple[np.ndarray, np.ndarray | None]:
+    """A random (or, without rng, centre) size x size crop of x and the matching crop of y, which
+    is `scale` times x's size, flipped and rotated alike (contiguous arrays; y may be None)."""
+    h, w = x.shape[:2]
+    if rng is None:
+        i, j = (h - size) // 2, (w - size) // 2
+    else:
+        i, j = int(rng.integers(0, h - size + 1)), int(rng.integers(0, w - size + 1))
+    x = x[i:i + size, j:j + size]
+    if y is not None:
+        y = y[i * scale:(i + size) * scale, j * scale:(j + size) * scale]
+    if rng is not None:
+        flip = rng.random() < 0.5
+        turns = int(rng.integers(0, 4))
+        x = np.rot90(x[:, ::-1] if flip else x, turns)
+        if y is not None:
+            y = np.rot90(y[:, ::-1] if flip else y, turns)
+    return np.ascontiguousarray(x), None if y is None else np.ascontiguousarray(y)
 
 
 class PairFolder:
@@ -56,7 +67,7 @@ class PairFolder:
         names = [p.relative_to(root / "lr") for p in self.inputs.paths]
         if names != [p.relative_to(root / "target") for p in self.targets.paths]:
             raise DataError(f"{root}: lr/ and target/ do not hold the same file names")
-        self.root, self.scale, self.min_side = root, scale, min_side
+        self.scale, self.min_side = scale, min_side
 
     def __len__(self) -> int:
         return len(self.inputs)
@@ -75,19 +86,8 @@ def paired_crop(x: np.ndarray, y: np.ndarray, hr: int, scale: int, rng: np.rando
                 ) -> tuple[torch.Tensor, torch.Tensor]:
     """The same view of an input and its x`scale` target: a random (or, without rng, centre)
     hr/scale crop of x and the matching hr crop of y, flipped and rotated alike."""
-    size = hr // scale
-    h, w = x.shape[:2]
-    if rng is None:
-        i, j = (h - size) // 2, (w - size) // 2
-    else:
-        i, j = int(rng.integers(0, h - size + 1)), int(rng.integers(0, w - size + 1))
-    x, y = x[i:i + size, j:j + size], y[i * scale:(i + size) * scale, j * scale:(j + size) * scale]
-    if rng is not None:
-        if rng.random() < 0.5:
-            x, y = x[:, ::-1], y[:, ::-1]
-        turns = int(rng.integers(0, 4))
-        x, y = np.rot90(x, turns), np.rot90(y, turns)
-    return to_chw(np.ascontiguousarray(x)), to_chw(np.ascontiguousarray(y))
+    x, y = same_view(x, y, hr // scale, scale, rng)
+    return to_chw(x), to_chw(y)
 
 
 def downsample(img: np.ndarray, scale: int, kernel: str) -> np.ndarray:
