@@ -38,8 +38,12 @@ def degrade(rgb: np.ndarray, how: Degradation, rng: np.random.Generator, scale: 
     x = cv2.GaussianBlur(rgb, (0, 0), how.blur_sigma, borderType=cv2.BORDER_REFLECT)
     x = cv2.resize(x, (w // scale, h // scale), interpolation=cv2.INTER_AREA)
     x = x * 255 + rng.normal(0, how.noise_sigma, x.shape)
-    small = np.clip(np.round(x), 0, 255).astype(np.uint8)
-    ok, buf = cv2.imencode(".jpg", small[..., ::-1], [cv2.IMWRITE_JPEG_QUALITY, how.jpeg_quality])
+    return jpeg_round_trip(np.clip(np.round(x), 0, 255).astype(np.uint8), how.jpeg_quality)
+
+
+def jpeg_round_trip(rgb: np.ndarray, quality: int) -> np.ndarray:
+    """(H, W, 3) uint8 -> the same image encoded as JPEG at quality and decoded again."""
+    ok, buf = cv2.imencode(".jpg", rgb[..., ::-1], [cv2.IMWRITE_JPEG_QUALITY, quality])
     if not ok:
         raise ValueError("JPEG encoding failed")
     return np.ascontiguousarray(cv2.imdecode(buf, cv2.IMREAD_COLOR)[..., ::-1])
@@ -79,11 +83,7 @@ def _noise(x: np.ndarray, rng: np.random.Generator, sigma_hi: float) -> np.ndarr
 
 def _jpeg(x: np.ndarray, rng: np.random.Generator, lo: int, hi: int) -> np.ndarray:
     small = np.clip(np.round(x * 255), 0, 255).astype(np.uint8)
-    quality = int(rng.integers(lo, hi + 1))
-    ok, buf = cv2.imencode(".jpg", small[..., ::-1], [cv2.IMWRITE_JPEG_QUALITY, quality])
-    if not ok:
-        raise ValueError("JPEG encoding failed")
-    return cv2.imdecode(buf, cv2.IMREAD_COLOR)[..., ::-1].astype(np.float32) / 255
+    return jpeg_round_trip(small, int(rng.integers(lo, hi + 1))).astype(np.float32) / 255
 
 
 def degrade_real(rgb: np.ndarray, rng: np.random.Generator, scale: int = 4) -> np.ndarray:
