@@ -19,11 +19,11 @@ from pathlib import Path
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
 from colorsr_cli.degrade import degrade_real
 from colorsr_cli.evaluate import protocol_resize
 from colorsr_cli.io import find_images, read_image, write_image_atomic
+from colorsr_cli.pipeline import RestoreOptions, Restorer, to_tensor
 from colorsr_cli.weights import load_model
 
 SIZE = 256
@@ -43,17 +43,6 @@ def random_view(rgb: np.ndarray, rng: np.random.Generator) -> np.ndarray | None:
     return np.ascontiguousarray(scaled[y:y + SIZE, x:x + SIZE])
 
 
-@torch.inference_mode()
-def teach(teacher: torch.nn.Module, pad: int, lrs: list[np.ndarray]) -> np.ndarray:
-    """uint8 (h, w, 3) inputs -> the teacher's (N, 4h, 4w, 3) float32 outputs in [0, 1],
-    reflect-padded by the teacher's edge pad as the pipeline does."""
-    x = torch.from_numpy(np.stack(lrs)).permute(0, 3, 1, 2).float() / 255
-    y = teacher(F.pad(x, (pad,) * 4, mode="reflect")) if pad else teacher(x)
-    s = y.shape[-1] // (x.shape[-1] + 2 * pad)
-    y = y[..., pad * s:y.shape[-2] - pad * s, pad * s:y.shape[-1] - pad * s]
-    return y.clamp(0, 1).permute(0, 2, 3, 1).numpy()
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("photos", nargs="+")
@@ -71,17 +60,19 @@ def main() -> None:
         raise SystemExit("no photos found")
     order = np.random.default_rng(args.seed).permutation(len(jobs))
     teacher, _ = load_model(args.teacher, "sr")
-    teacher.eval()
-    pad = teacher.descriptor.edge_pad
+    # The teacher runs as restore runs it (its edge padding included), on whole inputs.
+    restorer = Restorer(None, teacher, RestoreOptions(mode="sr-only", tile=0, batch_size=args.batch))
     index_path = args.out / "pairs.json"
     index = json.loads(index_path.read_text()) if index_path.exists() else {}
     pending: list[tuple[str, np.ndarray, np.ndarray, str]] = []
 
     def flush() -> None:
-        for (name, lr, hr, source), target in zip(pending, teach(teacher, pad, [p[1] for p in pending])):
+        targets = restorer.restore([to_tensor(p[1].astype(np.float32) / 255) for p in pending])
+        for (name, lr, hr, source), target in zip(pending, targets):
             write_image_atomic(args.out / "hr" / name, hr)
-            write_image_atomic(args.out / "lr" / name, lr.astype(np.float32) / 255)
-            write_image_atomic(args.out / "target" / name, target)  # last: marks the pair done
+            write_image_atomic(args.out / "lr" / name, lr)
+            # Written last: a pair whose target exists is complete.
+            write_image_atomic(args.out / "target" / name, target.permute(1, 2, 0).numpy())
             index[name] = source
         index_path.write_text(json.dumps(index, indent=0, sort_keys=True))
         pending.clear()
