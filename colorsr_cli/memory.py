@@ -26,7 +26,6 @@ from colorsr_cli.tiling import split_into_tiles
 DEFAULT_CAP = 8 << 30  # the most a default budget plans on, bytes: other programs keep the rest
 AVAILABLE_SHARE = 0.75  # of the memory available when the run starts
 MIN_TILE = 64  # the smallest tile a budget lowers to: below it the overlap costs over 2x the work
-BAND_PIXELS = 1 << 20  # pipeline.by_rows' band size, pixels
 
 # Bytes per pixel of each stage's resident arrays (float32 = 4 bytes a channel; uint8 = 1).
 INPUT = 12  # the decoded RGB, float32, per input pixel
