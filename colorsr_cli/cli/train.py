@@ -1,6 +1,6 @@
 """`colorsr train color|sr`, `colorsr export` and `colorsr ensemble`: options -> recipe ->
-trainer, with a rich progress bar (iter/s, losses, ETA). cli.py registers these functions as
-commands."""
+trainer, with a rich progress bar (iter/s, losses, ETA). The package's __init__ registers
+these functions as commands."""
 
 from __future__ import annotations
 
@@ -49,19 +49,22 @@ def training_progress(to: Console, quiet: bool = False) -> Progress:
                     console=to, disable=quiet)
 
 
-def _run(trainer, recipe, resume: bool) -> Path:
+def _run(trainer, recipe, resume: bool) -> None:
+    """Train, showing progress; then say where the best model is."""
     # Under torchrun only rank 0 shows progress; the other ranks still report errors.
     quiet = os.environ.get("RANK", "0") != "0"
     progress = training_progress(console, quiet)
     try:
         with progress:
             task = progress.add_task("train", total=None, metrics="")
-            return trainer(recipe, resume=resume, reporter=_reporter(progress, task))
+            run = trainer(recipe, resume=resume, reporter=_reporter(progress, task))
     except (ColorsrError, ValueError) as exc:
         raise fail(str(exc)) from None
     except KeyboardInterrupt:
         console.print("[yellow]interrupted[/]: resume with the same command and --resume")
         raise typer.Exit(130) from None
+    if not quiet:
+        out.print(f"best model: {run / 'best.pt'}  (export with: colorsr export {run})", highlight=False)
 
 
 @recipe_command(ColorRecipe, out=Path("runs/color"))
@@ -72,9 +75,7 @@ def train_color_cmd(recipe: ColorRecipe, resume: bool) -> None:
     Example: [bold]colorsr train color --data ./coco --out runs/c1[/]"""
     from colorsr_cli.train.color import train_color
 
-    run = _run(train_color, recipe, resume)
-    if os.environ.get("RANK", "0") == "0":
-        out.print(f"best model: {run / 'best.pt'}  (export with: colorsr export {run})", highlight=False)
+    _run(train_color, recipe, resume)
 
 
 @recipe_command(SRRecipe, out=Path("runs/sr"))
@@ -85,9 +86,7 @@ def train_sr_cmd(recipe: SRRecipe, resume: bool) -> None:
     Example: [bold]colorsr train sr --data ./photos --pretrain-steps 2000[/]"""
     from colorsr_cli.train.sr import train_sr
 
-    run = _run(train_sr, recipe, resume)
-    if os.environ.get("RANK", "0") == "0":
-        out.print(f"best model: {run / 'best.pt'}  (export with: colorsr export {run})", highlight=False)
+    _run(train_sr, recipe, resume)
 
 
 # Options export and ensemble share: how the weight file is stored and where its entry goes.
