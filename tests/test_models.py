@@ -306,3 +306,32 @@ def test_a_new_network_is_one_module_and_one_registry_entry(monkeypatch, tmp_pat
     with torch.no_grad():
         expected = net(x[None])[0].clamp(0, 1)
     assert (whole - expected).abs().max() < 1e-5 and (tiled - whole).abs().max() < 1e-5
+
+
+def test_a_deeper_generator_starts_as_the_shallower_one_and_then_trains_its_new_blocks(tmp_path):
+    """deepen_from / train sr --init with more --blocks: the deeper network computes exactly what
+    the shallower one does (train and eval mode), its new blocks receive gradient, and a design
+    that differs in anything but depth is refused."""
+    from dataclasses import replace
+
+    from colorsr_cli.train.sr import load_initial_weights
+
+    torch.manual_seed(0)
+    config = SRConfig(channels=8, blocks=2, head_kernel=3, tail_kernel=3, global_skip=True,
+                      upsampler="lowres")
+    small = SRGenerator(config)
+    for p in small.parameters():  # the zero-initialised tail would hide a wrong body
+        torch.nn.init.normal_(p, std=0.1)
+    save_weight_file(small, tmp_path / "small.pt")
+    deep = SRGenerator(replace(config, blocks=5))
+    load_initial_weights(deep, str(tmp_path / "small.pt"))
+    x = torch.rand(4, 3, 12, 12)
+    for mode in (True, False):
+        small.train(mode), deep.train(mode)
+        with torch.no_grad():
+            assert torch.equal(small(x), deep(x))
+    deep.train()
+    (deep(x) - torch.rand(4, 3, 48, 48)).abs().mean().backward()
+    assert deep.body[4].body[-1].weight.grad.abs().sum() > 0
+    with pytest.raises(ValueError, match="only the block count may differ"):
+        load_initial_weights(SRGenerator(replace(config, blocks=5, channels=16)), str(tmp_path / "small.pt"))

@@ -3,7 +3,7 @@ upsampling, and the conv-BN-LeakyReLU discriminator with two fully connected lay
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import torch
 from torch import nn
@@ -74,6 +74,25 @@ class SRGenerator(nn.Module):
             per_pixel += 4 * 2 * c.channels * c.scale**2
         return ModelDescriptor(task="sr", scale=c.scale, inference_form=fold_tail_for_inference,
                                forward_bytes_per_pixel=per_pixel)
+
+    def deepen_from(self, shallower: SRGenerator) -> None:
+        """Take the weights of a generator of the same design with fewer residual blocks: its
+        blocks become this one's first blocks and each extra block starts as the identity (its
+        last BatchNorm scaled to zero), so this network computes what `shallower` computes and
+        training goes on from there with more depth. ValueError when the designs differ in
+        anything but depth."""
+        theirs = shallower.config
+        if theirs.blocks > self.config.blocks or replace(theirs, blocks=self.config.blocks) != self.config:
+            raise ValueError(f"cannot deepen {self.config} from {theirs}: only the block count may differ")
+        result = self.load_state_dict(shallower.state_dict(), strict=False)
+        extra = tuple(f"body.{i}." for i in range(theirs.blocks, self.config.blocks))
+        if result.unexpected_keys or not all(k.startswith(extra) for k in result.missing_keys):
+            raise ValueError("cannot deepen: the parameters differ beyond the extra blocks "
+                             f"({(result.unexpected_keys + result.missing_keys)[0]})")
+        for block in self.body[theirs.blocks:]:
+            last_bn = block.body[-1]
+            nn.init.zeros_(last_bn.weight)
+            nn.init.zeros_(last_bn.bias)
 
     def forward(self, rgb: torch.Tensor) -> torch.Tensor:
         x = self.head(rgb * 2 - 1)

@@ -161,7 +161,8 @@ class SRRecipe(TrainingRecipe):
     pairs: bool = setting(False, "--data (and --val) hold lr/ and target/ images: train to map each "
                           "input to its target (distillation).")
     init: str | None = setting(None, "Start from these SR weights (a manifest name or a file; the "
-                               "same design).")
+                               "same design, or the same with fewer --blocks: the extra blocks "
+                               "start as identities).")
     channels: int = setting(64, "Generator channels.")
     blocks: int = setting(16, "Generator residual blocks.")
     head_kernel: int = setting(9, "Generator's first convolution kernel.")

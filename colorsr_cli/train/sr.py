@@ -164,10 +164,17 @@ class SRGAN:
 
 
 def load_initial_weights(G: SRGenerator, name_or_path: str) -> None:
-    """G's weights from a manifest name or weight file of the same design (--init)."""
+    """G's weights from a manifest name or weight file of the same design (--init); from a
+    shallower generator of that design, G is deepened from it (SRGenerator.deepen_from)."""
     from colorsr_cli.weights import load_model
 
     model, _ = load_model(name_or_path, "sr")
+    if isinstance(model, SRGenerator) and model.config.blocks < G.config.blocks:
+        try:
+            G.deepen_from(model)
+        except ValueError as exc:
+            raise ValueError(f"--init {name_or_path}: {exc}") from None
+        return
     try:
         G.load_state_dict(model.state_dict())
     except RuntimeError as exc:
