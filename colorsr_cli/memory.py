@@ -81,7 +81,7 @@ def restore_peak_bytes(height: int, width: int, plan: RestorePlan, tile: int, ba
     if plan.sr_bytes:
         h, w = height + 2 * plan.edge_pad, width + 2 * plan.edge_pad  # as the SR stage sees it
         source = SR_INPUT * (pixels + h * w * bool(plan.edge_pad))
-        windows = split_into_tiles(h, w, tile, plan.tile_pad)
+        windows = split_into_tiles(h, w, tile, plan.tile_pad, plan.multiple)
         win_h, win_w = (-(-side // plan.multiple) * plan.multiple for side in windows[0].shape)
         n = min(len(windows), per_pass(batch_size, plan.batch_pixels, win_h * win_w))
         # The network's output is at its own scale, then reduced to the output's.

@@ -265,7 +265,7 @@ class Restorer:
             pad = 2 * self.sr_edge_pad  # the estimate counts the edge padding itself
             tile, batch_size = self.tiling_for(h - pad, w - pad)
             per_pass = min(per_pass, batch_size)
-            windows = split_into_tiles(h, w, tile, opts.tile_pad)
+            windows = split_into_tiles(h, w, tile, opts.tile_pad, self.sr_multiple)
             # One window over the whole image (the common case for photos up to the tile
             # size): its output is the result, with no canvas to fill, weigh and divide.
             whole = len(windows) == 1 and windows[0].shape == (h, w)

@@ -28,23 +28,36 @@ class Window:
         return self.y1 - self.y0, self.x1 - self.x0
 
 
-def _spans(length: int, tile: int, pad: int) -> list[tuple[int, int]]:
-    """1-D windows of one size covering [0, length): as few cores as tiles of at most `tile`
-    need, split evenly (a 200-pixel side with tile 128 gets two cores of 100, not 128 + 72),
-    each widened by `pad` of context on both sides and shifted inwards at the ends."""
-    count = -(-length // tile)
-    core = -(-length // count)
-    size = min(core + 2 * pad, length)
-    return [(start, start + size)
-            for start in (min(max(k * core - pad, 0), length - size) for k in range(count))]
+def _spans(length: int, tile: int, pad: int, multiple: int = 1) -> list[tuple[int, int]]:
+    """1-D windows covering [0, length): as few cores as tiles of at most `tile` need, split
+    evenly (a 200-pixel side with tile 128 gets two cores of 100, not 128 + 72), each widened by
+    `pad` of context on both sides and shifted inwards at the ends.
+
+    For a network that needs its input in multiples of `multiple` (a pixel-unshuffle), the
+    windows are laid out the same way over the length padded to the multiple, with cores and
+    context rounded up to it, and then cut at the image's end: every window starts on a multiple
+    and pads to the same size, and one cut by the end is padded as a whole-image pass is, so
+    each sees that pass's pixel grid and its output agrees with it."""
+    padded = _round_up(length, multiple)
+    count = -(-padded // tile)
+    core = _round_up(-(-padded // count), multiple)
+    context = _round_up(pad, multiple)
+    size = min(core + 2 * context, padded)
+    return [(start, min(start + size, length))
+            for start in (min(max(k * core - context, 0), padded - size) for k in range(count))]
 
 
-def split_into_tiles(height: int, width: int, tile: int, pad: int) -> list[Window]:
-    """Windows covering a height x width image; one window when the image fits in a tile."""
+def _round_up(value: int, multiple: int) -> int:
+    return -(-value // multiple) * multiple
+
+
+def split_into_tiles(height: int, width: int, tile: int, pad: int, multiple: int = 1) -> list[Window]:
+    """Windows covering a height x width image; one window when the image fits in a tile.
+    With multiple > 1, windows are aligned to it (see _spans)."""
     if tile <= 0:
         return [Window(0, height, 0, width)]
-    return [Window(y0, y1, x0, x1) for y0, y1 in _spans(height, tile, pad)
-            for x0, x1 in _spans(width, tile, pad)]
+    return [Window(y0, y1, x0, x1) for y0, y1 in _spans(height, tile, pad, multiple)
+            for x0, x1 in _spans(width, tile, pad, multiple)]
 
 
 def _ramp(length: int, lo_inner: bool, hi_inner: bool, pad: int, device) -> torch.Tensor:
