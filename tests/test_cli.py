@@ -392,9 +392,9 @@ def test_training_progress_keeps_steps_and_times_at_80_columns():
 
 def test_every_model_choice_names_an_sr_entry_of_the_manifest():
     """--model NAME stands for a manifest entry that does SR; the bundled ones are in the wheel,
-    so `--model clean` and `--model fast` work offline."""
+    so `--model faithful` (the default), `--model clean` and `--model fast` work offline."""
     from colorsr_cli.cli.common import SR_MODELS, ModelChoice
-    from colorsr_cli.weights import is_present, load_manifest
+    from colorsr_cli.weights import default_entry, is_present, load_manifest
 
     entries = load_manifest()
     assert {c.value for c in ModelChoice} == set(SR_MODELS)
@@ -404,4 +404,5 @@ def test_every_model_choice_names_an_sr_entry_of_the_manifest():
         assert entries[name].task == "sr", choice
         if entries[name].bundled:
             assert is_present(entries[name]), choice
-    assert SR_MODELS["clean"] == "colorsr-sr-clean-v1" and entries["colorsr-sr-clean-v1"].bundled
+    assert SR_MODELS["faithful"] == default_entry("sr", entries).name == "colorsr-sr-v2"
+    assert entries[SR_MODELS["clean"]].bundled

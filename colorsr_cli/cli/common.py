@@ -47,26 +47,29 @@ SR_WEIGHTS_OPTION = typer.Option(None, "--sr-weights", help="Super-resolution we
 # --model names -> the SR weights they stand for (None: the manifest's default).
 SR_MODELS: dict[str, str | None] = {
     "default": None,
-    "fast": "colorsr-sr-fast-v2",
+    "faithful": "colorsr-sr-v2",
     "clean": "colorsr-sr-clean-v1",
+    "fast": "colorsr-sr-fast-v2",
     "realesrgan": "realesrgan-x4plus",
 }
 
 
 class ModelChoice(str, Enum):
     default = "default"
-    fast = "fast"
+    faithful = "faithful"
     clean = "clean"
+    fast = "fast"
     realesrgan = "realesrgan"
 
 
 MODEL_OPTION = typer.Option(ModelChoice.default, "--model", "-m",
-                            help=f"default; fast: an SR network about twice as fast ({SR_MODELS['fast']}); "
-                            f"clean: as fast, taught by Real-ESRGAN to clean noisy, JPEG-compressed "
-                            f"scans ({SR_MODELS['clean']}); "
-                            f"realesrgan: Real-ESRGAN x4plus ({SR_MODELS['realesrgan']}), cleaner on noisy, "
-                            "JPEG-compressed scans, 34x the default's FLOPs (quality in docs/models.md). "
-                            "--sr-weights wins.")
+                            help=f"default = faithful: restores the detail of clean scans, but sharpens "
+                            f"noise and JPEG blocks too ({SR_MODELS['faithful']}); clean: as fast, taught "
+                            f"by Real-ESRGAN to clean noisy, blurred, JPEG-compressed scans, smooths fine "
+                            f"texture ({SR_MODELS['clean']}); fast: {SR_MODELS['fast']}, 2.1x faithful's "
+                            f"images/s, less sharp; realesrgan: Real-ESRGAN x4plus "
+                            f"({SR_MODELS['realesrgan']}), the teacher of clean, sharper texture, 60x slower "
+                            "than faithful (quality in docs/models.md). --sr-weights wins.")
 
 
 class Ext(str, Enum):
