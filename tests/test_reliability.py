@@ -207,11 +207,13 @@ def test_ctrl_c_leaves_only_complete_outputs_and_a_rerun_finishes(tiny_weights, 
     source, out = tmp_path / "in", tmp_path / "out"
     for k in range(40):
         _save(source / f"img{k:02d}.png", photo_like(96, 96, k, gray=True))
-    # The real CLI in a child process, each batch held 50 ms: with tiny networks a run is
-    # otherwise over (or its writes bunched at the end on a busy machine) before the signal lands.
+    # The real CLI in a child process, each batch held 50 ms and every batch after the third
+    # held until the signal comes: with tiny networks a run is otherwise over (or its writes
+    # bunched at the end on a busy machine) before the signal lands.
     slowed = ("import sys, time; from colorsr_cli import pipeline; from colorsr_cli.cli import main; "
-              "real = pipeline.Restorer.restore; "
-              "pipeline.Restorer.restore = lambda self, *args: (time.sleep(0.05), real(self, *args))[1]; "
+              "real = pipeline.Restorer.restore; calls = []; "
+              "pipeline.Restorer.restore = lambda self, *args: (calls.append(1), "
+              "time.sleep(0.05 if len(calls) <= 3 else 600), real(self, *args))[2]; "
               "main()")
     command = [sys.executable, "-c", slowed, "restore", str(source), "--out", str(out),
                "--batch-size", "1", "-w", str(tiny_weights[0]), "-w", str(tiny_weights[1])]
