@@ -700,6 +700,15 @@ def test_sr_training_on_pairs_learns_the_targets_and_checks_them(tmp_path):
         out = G.eval()(lr)
     assert (out - target).abs().mean() < 0.7 * (bicubic - target).abs().mean()
 
+    # Validation sees whole pairs whatever --hr-size: the same start scores the same.
+    first_val = {}
+    for hr_size in (32, 48):
+        quick = dict(common, hr_size=hr_size, val_every=1, lr=1e-12)
+        done = train_sr(SRRecipe(out=str(tmp_path / f"hr{hr_size}"), max_steps=1, pretrain_steps=1, **quick))
+        records = [json.loads(x) for x in (done / "metrics.jsonl").read_text().splitlines()]
+        first_val[hr_size] = next(r["val_l1"] for r in records if "val_l1" in r)
+    assert first_val[32] == pytest.approx(first_val[48], rel=1e-5)
+
     (root / "target" / "03.png").unlink()
     with pytest.raises(Exception, match="same file names"):
         train_sr(SRRecipe(out=str(tmp_path / "bad"), max_steps=1, **common))

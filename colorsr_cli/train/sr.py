@@ -105,6 +105,11 @@ def train_sr(recipe: SRRecipe, resume: bool = False, reporter: Reporter | None =
     return train(SRGAN, recipe, resume, reporter)
 
 
+# The largest validation view of a pair (target pixels a side): tools/teacher_pairs.py's size;
+# 200 held-out pairs of it are 160 MB of float targets.
+VAL_PAIR_SIDE = 256
+
+
 class SRGAN:
     """The SR recipe's part of a run (the Trainer of train/loop.py)."""
 
@@ -137,7 +142,11 @@ class SRGAN:
         D = SRDiscriminator(SRDiscriminatorConfig(r.disc_width)).to(device)
         self.perceptual = Perceptual(r.perceptual, D, r.vgg_weights).to(device)
         if r.pairs:
-            pairs = [paired_crop(*data.val_photos.load(i), r.hr_size, r.scale, None) for i in data.val_idx]
+            views = [data.val_photos.load(i) for i in data.val_idx]
+            # Whole pairs (their largest common centre crop, at most VAL_PAIR_SIDE), whatever
+            # --hr-size: validation stays comparable when a resumed run changes its crop size.
+            side = min(VAL_PAIR_SIDE, *(min(target.shape[:2]) for _, target in views)) // r.scale * r.scale
+            pairs = [paired_crop(lr, target, side, r.scale, None) for lr, target in views]
         else:
             kernels = ("area", "bicubic") if r.lr_kernel == "mixed" else (r.lr_kernel,)
             pairs = [hr_lr_pair(data.val_photos.load(i), r.hr_size, r.scale, None, kernels[k % len(kernels)])
