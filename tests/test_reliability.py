@@ -15,6 +15,7 @@ import os
 import signal
 import subprocess
 import sys
+import textwrap
 import threading
 import time
 from pathlib import Path
@@ -207,17 +208,30 @@ def test_ctrl_c_leaves_only_complete_outputs_and_a_rerun_finishes(tiny_weights, 
     source, out = tmp_path / "in", tmp_path / "out"
     for k in range(40):
         _save(source / f"img{k:02d}.png", photo_like(96, 96, k, gray=True))
-    # The real CLI in a child process, each batch held 50 ms and every batch after the third
-    # held until the signal comes: with tiny networks a run is otherwise over (or its writes
-    # bunched at the end on a busy machine) before the signal lands.
-    slowed = ("import sys, time; from colorsr_cli import pipeline; from colorsr_cli.cli import main; "
-              "real = pipeline.Restorer.restore; calls = []; "
-              "pipeline.Restorer.restore = lambda self, *args: (calls.append(1), "
-              "time.sleep(0.05 if len(calls) <= 3 else 600), real(self, *args))[2]; "
-              "main()")
+    # The real CLI in a child process, each batch held 50 ms, and every batch after the third
+    # held until the signal has been sent (the file `go` is made just after it): with tiny
+    # networks a run is otherwise over (or its writes bunched at the end on a busy machine)
+    # before the signal lands.
+    go = tmp_path / "go"
+    slowed = textwrap.dedent("""
+        import os, sys, time
+        from pathlib import Path
+        from colorsr_cli import pipeline
+        from colorsr_cli.cli import main
+        real, calls, go = pipeline.Restorer.restore, [], Path(os.environ["COLORSR_TEST_GO"])
+        def held(self, *args):
+            calls.append(1)
+            time.sleep(0.05)
+            while len(calls) > 3 and not go.exists():
+                time.sleep(0.01)
+            return real(self, *args)
+        pipeline.Restorer.restore = held
+        main()
+    """)
     command = [sys.executable, "-c", slowed, "restore", str(source), "--out", str(out),
                "--batch-size", "1", "-w", str(tiny_weights[0]), "-w", str(tiny_weights[1])]
-    proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            env={**os.environ, "COLORSR_TEST_GO": str(go)})
     try:
         deadline = time.monotonic() + 120
         while not (out.is_dir() and any(not p.name.startswith(".") for p in out.iterdir())):
@@ -225,7 +239,8 @@ def test_ctrl_c_leaves_only_complete_outputs_and_a_rerun_finishes(tiny_weights, 
             assert time.monotonic() < deadline, "no output appeared"
             time.sleep(0.01)
         proc.send_signal(signum)
-        _, stderr = proc.communicate(timeout=30)
+        go.touch()
+        _, stderr = proc.communicate(timeout=60)
     finally:
         proc.kill()
     assert proc.returncode == 130, stderr
