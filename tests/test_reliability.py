@@ -211,11 +211,13 @@ def test_ctrl_c_leaves_only_complete_outputs_and_a_rerun_finishes(tiny_weights, 
     # The real CLI in a child process, each batch held 50 ms, and every batch after the third
     # held until the signal has been sent (the file `go` is made just after it): with tiny
     # networks a run is otherwise over (or its writes bunched at the end on a busy machine)
-    # before the signal lands.
+    # before the signal lands. A process started in the background (`cmd &`, nohup) inherits
+    # SIGINT ignored; the child takes Python's own handler back, as at a terminal.
     go = tmp_path / "go"
     slowed = textwrap.dedent("""
-        import os, sys, time
+        import os, signal, sys, time
         from pathlib import Path
+        signal.signal(signal.SIGINT, signal.default_int_handler)
         from colorsr_cli import pipeline
         from colorsr_cli.cli import main
         real, calls, go = pipeline.Restorer.restore, [], Path(os.environ["COLORSR_TEST_GO"])
