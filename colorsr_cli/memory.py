@@ -21,7 +21,7 @@ from pathlib import Path
 import torch
 
 from colorsr_cli.errors import ColorsrError
-from colorsr_cli.tiling import split_into_tiles
+from colorsr_cli.tiling import round_up, split_into_tiles
 
 DEFAULT_CAP = 8 << 30  # the most a default budget plans on, bytes: other programs keep the rest
 AVAILABLE_SHARE = 0.75  # of the memory available when the run starts
@@ -82,7 +82,7 @@ def restore_peak_bytes(height: int, width: int, plan: RestorePlan, tile: int, ba
         h, w = height + 2 * plan.edge_pad, width + 2 * plan.edge_pad  # as the SR stage sees it
         source = SR_INPUT * (pixels + h * w * bool(plan.edge_pad))
         windows = split_into_tiles(h, w, tile, plan.tile_pad, plan.multiple)
-        win_h, win_w = (-(-side // plan.multiple) * plan.multiple for side in windows[0].shape)
+        win_h, win_w = (round_up(side, plan.multiple) for side in windows[0].shape)
         n = min(len(windows), per_pass(batch_size, plan.batch_pixels, win_h * win_w))
         # The network's output is at its own scale, then reduced to the output's.
         tiles = n * win_h * win_w * (TILE_COPIES + plan.sr_bytes + TILE_OUTPUT * plan.sr_scale**2)

@@ -146,7 +146,7 @@ class Restorer:
             return False
         if not self.options.keep_colour:
             return True
-        return not is_colour_photo(image.float() / 255 if image.dtype == torch.uint8 else image)
+        return not is_colour_photo(as_unit_float(image))
 
     @torch.inference_mode()
     def restore(self, images: list[torch.Tensor], colourise: Sequence[bool] | None = None,
@@ -259,12 +259,12 @@ class Restorer:
         reduce = self.sr_scale // s  # the model's output pixels per output pixel, each way
         dtype = torch.uint8 if opts.uint8_output else torch.float32
         canvases: list[TileCanvas | None] = []
-        jobs, per_pass = [], opts.batch_size
+        jobs, batch_cap = [], opts.batch_size
         for k, rgb in enumerate(rgbs):
             h, w = rgb.shape[-2:]
             pad = 2 * self.sr_edge_pad  # the estimate counts the edge padding itself
             tile, batch_size = self.tiling_for(h - pad, w - pad)
-            per_pass = min(per_pass, batch_size)
+            batch_cap = min(batch_cap, batch_size)
             windows = split_into_tiles(h, w, tile, opts.tile_pad, self.sr_multiple)
             # One window over the whole image (the common case for photos up to the tile
             # size): its output is the result, with no canvas to fill, weigh and divide.
@@ -274,7 +274,7 @@ class Restorer:
         crops = [rgbs[k][:, win.y0:win.y1, win.x0:win.x1] for k, win in jobs]
         results: list[torch.Tensor | None] = [None] * len(rgbs)
         inputs = [padded_to_multiple(c, self.sr_multiple) for c in crops]
-        for j, out in self._batched(self.sr, inputs, per_pass):
+        for j, out in self._batched(self.sr, inputs, batch_cap):
             k, win = jobs[j]
             out = out[:, :crops[j].shape[-2] * self.sr_scale, :crops[j].shape[-1] * self.sr_scale]
             if reduce > 1:

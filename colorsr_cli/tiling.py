@@ -38,16 +38,17 @@ def _spans(length: int, tile: int, pad: int, multiple: int = 1) -> list[tuple[in
     context rounded up to it, and then cut at the image's end: every window starts on a multiple
     and pads to the same size, and one cut by the end is padded as a whole-image pass is, so
     each sees that pass's pixel grid and its output agrees with it."""
-    padded = _round_up(length, multiple)
+    padded = round_up(length, multiple)
     count = -(-padded // tile)
-    core = _round_up(-(-padded // count), multiple)
-    context = _round_up(pad, multiple)
+    core = round_up(-(-padded // count), multiple)
+    context = round_up(pad, multiple)
     size = min(core + 2 * context, padded)
     return [(start, min(start + size, length))
             for start in (min(max(k * core - context, 0), padded - size) for k in range(count))]
 
 
-def _round_up(value: int, multiple: int) -> int:
+def round_up(value: int, multiple: int) -> int:
+    """value rounded up to a multiple of `multiple`."""
     return -(-value // multiple) * multiple
 
 

@@ -54,12 +54,8 @@ SR_MODELS: dict[str, str | None] = {
 }
 
 
-class ModelChoice(str, Enum):
-    default = "default"
-    faithful = "faithful"
-    clean = "clean"
-    fast = "fast"
-    realesrgan = "realesrgan"
+# The --model choices: SR_MODELS' names.
+ModelChoice = Enum("ModelChoice", {name: name for name in SR_MODELS}, type=str)
 
 
 MODEL_OPTION = typer.Option(ModelChoice.default, "--model", "-m",
