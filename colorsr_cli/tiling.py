@@ -43,8 +43,11 @@ def _spans(length: int, tile: int, pad: int, multiple: int = 1) -> list[tuple[in
     core = round_up(-(-padded // count), multiple)
     context = round_up(pad, multiple)
     size = min(core + 2 * context, padded)
-    return [(start, min(start + size, length))
-            for start in (min(max(k * core - context, 0), padded - size) for k in range(count))]
+    # Context wider than the cores can shift two windows onto the same span (61 px, tile 20,
+    # pad 16): one is kept, since equal windows with equal weights blend to the same result.
+    return list(dict.fromkeys((start, min(start + size, length))
+                              for start in (min(max(k * core - context, 0), padded - size)
+                                            for k in range(count))))
 
 
 def round_up(value: int, multiple: int) -> int:

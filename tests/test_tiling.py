@@ -16,6 +16,17 @@ def test_windows_have_equal_size_and_cover_the_image(h, w, tile, pad):
     assert torch.allclose(canvas.result(), torch.ones(1, h, w))
 
 
+@pytest.mark.parametrize("h,w,tile,pad,multiple", [(61, 61, 20, 16, 1), (90, 40, 24, 20, 1), (61, 50, 20, 16, 2)])
+def test_wide_context_gives_no_window_twice_and_still_covers(h, w, tile, pad, multiple):
+    wins = split_into_tiles(h, w, tile, pad, multiple)
+    assert len(set(wins)) == len(wins)
+    img = torch.rand(1, h, w)
+    canvas = TileCanvas(1, h, w, pad, 1)
+    for win in wins:
+        canvas.add(win, img[:, win.y0:win.y1, win.x0:win.x1])
+    assert torch.allclose(canvas.result(), img, atol=1e-6)
+
+
 def test_identity_model_reassembles_exactly():
     img = torch.rand(3, 50, 77)
     canvas = TileCanvas(3, 50, 77, 6, 2)
