@@ -18,6 +18,7 @@ from colorsr_cli.models import (
     build_model,
     config_dict,
 )
+from colorsr_cli.models.colorizer import MEMBER_DESIGNS
 from colorsr_cli.weightfile import load_weight_file, model_from_weight_blob, safe_torch_load, save_weight_file
 from colorsr_cli.weights import sha256_file
 
@@ -76,11 +77,12 @@ def export_ensemble(members: list[Path], dest: Path, name: str, half: bool = Tru
     nets, metas = [], []
     for path in members:
         model, meta = load_weight_file(path)
-        if not isinstance(model, ColorizerUNet):
+        if arch_name_of(model) not in MEMBER_DESIGNS:
             raise WeightsError(f"{path}: not a single colouriser (architecture {arch_name_of(model)})")
         nets.append(with_chroma_gain(model, 1.0))
         metas.append({"file": Path(path).name, "chroma_gain": model.config.chroma_gain} | meta)
-    ensemble = ColorizerEnsemble(ColorizerEnsembleConfig(tuple(config_dict(n) for n in nets)))
+    ensemble = ColorizerEnsemble(ColorizerEnsembleConfig(tuple(
+        config_dict(n) | ({} if isinstance(n, ColorizerUNet) else {"arch": arch_name_of(n)}) for n in nets)))
     for slot, net in zip(ensemble.members, nets):
         slot.load_state_dict(net.state_dict())
     return _write(ensemble.eval(), {"members": metas}, dest, name, half, chroma_gain)

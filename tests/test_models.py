@@ -95,6 +95,8 @@ _TINY_CONFIGS = {
     "srgan_discriminator": {"width": 8, "fc": 16},
     "rrdbnet": {"features": 8, "blocks": 1, "growth": 4},
     "vgg19_features": {},
+    "colorizer_mobilenet": {"width": 8},
+    "mobilenet_v2_features": {},
 }
 
 

@@ -16,7 +16,8 @@ def test_windows_have_equal_size_and_cover_the_image(h, w, tile, pad):
     assert torch.allclose(canvas.result(), torch.ones(1, h, w))
 
 
-@pytest.mark.parametrize("h,w,tile,pad,multiple", [(61, 61, 20, 16, 1), (90, 40, 24, 20, 1), (61, 50, 20, 16, 2)])
+@pytest.mark.parametrize("h,w,tile,pad,multiple",
+                         [(61, 61, 20, 16, 1), (90, 40, 24, 20, 1), (61, 50, 20, 16, 2)])
 def test_wide_context_gives_no_window_twice_and_still_covers(h, w, tile, pad, multiple):
     wins = split_into_tiles(h, w, tile, pad, multiple)
     assert len(set(wins)) == len(wins)

@@ -16,11 +16,14 @@ from colorsr_cli.models.colorizer import (
     ColorizerConfig,
     ColorizerEnsemble,
     ColorizerEnsembleConfig,
+    ColorizerMobileNet,
     ColorizerUNet,
+    MobileColorizerConfig,
     PatchDiscriminator,
     PatchDiscriminatorConfig,
 )
 from colorsr_cli.models.descriptor import ModelDescriptor
+from colorsr_cli.models.mobilenet import MobileNetV2Config, MobileNetV2Features
 from colorsr_cli.models.rrdbnet import RRDBConfig, RRDBNet, adopt_published_state_dict
 from colorsr_cli.models.srgan import SRConfig, SRDiscriminator, SRDiscriminatorConfig, SRGenerator
 from colorsr_cli.models.vgg import VGG19Features, VGGConfig
@@ -38,11 +41,13 @@ class Architecture(NamedTuple):
 ARCHITECTURES: dict[str, Architecture] = {
     "colorizer_unet": Architecture(ColorizerUNet, ColorizerConfig, "color"),
     "colorizer_ensemble": Architecture(ColorizerEnsemble, ColorizerEnsembleConfig, "color"),
+    "colorizer_mobilenet": Architecture(ColorizerMobileNet, MobileColorizerConfig, "color"),
     "patch_discriminator": Architecture(PatchDiscriminator, PatchDiscriminatorConfig, "critic"),
     "srgan_generator": Architecture(SRGenerator, SRConfig, "sr"),
     "rrdbnet": Architecture(RRDBNet, RRDBConfig, "sr", adopt_published_state_dict),
     "srgan_discriminator": Architecture(SRDiscriminator, SRDiscriminatorConfig, "critic"),
     "vgg19_features": Architecture(VGG19Features, VGGConfig, "perceptual"),
+    "mobilenet_v2_features": Architecture(MobileNetV2Features, MobileNetV2Config, "encoder"),
 }
 
 
@@ -67,7 +72,8 @@ def config_dict(model: nn.Module) -> dict[str, Any]:
 
 __all__ = [
     "ARCHITECTURES", "Architecture", "ColorizerConfig", "ColorizerEnsemble", "ColorizerEnsembleConfig",
-    "ColorizerUNet", "ModelDescriptor", "PatchDiscriminator", "RRDBConfig", "RRDBNet",
+    "ColorizerMobileNet", "ColorizerUNet", "MobileColorizerConfig", "MobileNetV2Config",
+    "MobileNetV2Features", "ModelDescriptor", "PatchDiscriminator", "RRDBConfig", "RRDBNet",
     "PatchDiscriminatorConfig", "SRConfig", "SRDiscriminator", "SRDiscriminatorConfig",
     "SRGenerator", "VGG19Features", "VGGConfig", "arch_name_of", "build_model", "config_dict",
 ]

@@ -3,6 +3,7 @@ conditional patch discriminator on concat(L, ab)."""
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import torch
@@ -146,8 +147,9 @@ class ColorizerUNet(nn.Module):
 
 @dataclass(frozen=True)
 class ColorizerEnsembleConfig:
-    # Each member's ColorizerConfig as a plain dict (its own chroma_gain is 1: the ensemble's
-    # gain applies to the average).
+    # Each member's config as a plain dict (its own chroma_gain is 1: the ensemble's gain applies
+    # to the average), with "arch" naming a single-colouriser design of MEMBER_DESIGNS (absent:
+    # the U-Net, as in files written before members could differ).
     members: tuple[dict, ...] = ()
     chroma_gain: float = 1.0
 
@@ -159,7 +161,16 @@ class ColorizerEnsembleConfig:
             if float(m.get("chroma_gain", 1.0)) != 1.0:
                 raise ValueError("ensemble members carry no chroma gain of their own (the "
                                  "ensemble's applies to their average)")
+            if m.get("arch", "colorizer_unet") not in MEMBER_DESIGNS:
+                raise ValueError(f"unknown ensemble member design {m['arch']!r} "
+                                 f"(one of {', '.join(MEMBER_DESIGNS)})")
         object.__setattr__(self, "members", members)
+
+
+def _member(config: dict) -> nn.Module:
+    config = dict(config)
+    module, config_type = MEMBER_DESIGNS[config.pop("arch", "colorizer_unet")]
+    return module(config_type(**config))
 
 
 class ColorizerEnsemble(nn.Module):
@@ -171,11 +182,11 @@ class ColorizerEnsemble(nn.Module):
     def __init__(self, config: ColorizerEnsembleConfig):
         super().__init__()
         self.config = config
-        self.members = nn.ModuleList(ColorizerUNet(ColorizerConfig(**m)) for m in config.members)
+        self.members = nn.ModuleList(_member(m) for m in config.members)
 
     @property
     def multiple(self) -> int:
-        return max(m.multiple for m in self.members)
+        return math.lcm(*(m.multiple for m in self.members))
 
     @property
     def descriptor(self) -> ModelDescriptor:
@@ -219,3 +230,93 @@ class PatchDiscriminator(nn.Module):
 
     def forward(self, lab: torch.Tensor) -> torch.Tensor:
         return self.net(lab)
+
+
+@dataclass(frozen=True)
+class MobileColorizerConfig:
+    width: int = 32  # decoder channels at the input's resolution; 2x, 4x, 4x deeper down
+    encoder_blocks: int = 17  # MobileNetV2 blocks kept (its features at strides 2..32)
+    global_features: bool = False  # Iizuka et al.'s image-level fusion, on the deepest features
+    classes: int = 0  # auxiliary classifier on the pooled deepest features (training only)
+    chroma_gain: float = 1.0
+
+    def __post_init__(self) -> None:
+        if self.encoder_blocks != 17:
+            raise ValueError("the MobileNetV2 colouriser uses all 17 encoder blocks")
+
+
+class ColorizerMobileNet(nn.Module):
+    """U-Net whose encoder is an ImageNet-trained MobileNetV2 (models/mobilenet.py): the gray
+    photo, enlarged 2x so that its stride-32 features are not a few pixels, goes through the
+    encoder; a decoder climbs back to the input's size through its stride-16..2 features and the
+    L channel itself. The encoder's batch norm keeps its ImageNet statistics (always in eval
+    mode). Same input and output as ColorizerUNet; H and W multiples of 16."""
+
+    def __init__(self, config: MobileColorizerConfig = MobileColorizerConfig()):
+        super().__init__()
+        from colorsr_cli.models.mobilenet import TAP_CHANNELS, MobileNetV2Config, MobileNetV2Features
+
+        self.config = config
+        w = config.width
+        self.encoder = MobileNetV2Features(MobileNetV2Config(config.encoder_blocks)).eval()
+        f1, f2, f4, f8, f16 = TAP_CHANNELS  # at input strides 1, 2, 4, 8, 16
+        act = nn.ReLU(inplace=True)
+        self.bottom = conv_bn_act(f16, 4 * w, act, kernel=1)
+        if config.global_features:
+            self.global_mlp = nn.Sequential(nn.Linear(f16, 4 * w), act, nn.Linear(4 * w, 4 * w), act)
+            self.fuse = conv_bn_act(8 * w, 4 * w, act, kernel=1)
+        if config.classes:
+            self.classifier = nn.Linear(f16, config.classes)
+        self.merge = nn.ModuleList([
+            _DoubleConv(4 * w + f8, 4 * w, True), _DoubleConv(4 * w + f4, 2 * w, True),
+            _DoubleConv(2 * w + f2, w, True), _DoubleConv(w + f1 + 1, w, True)])
+        self.head = nn.Conv2d(w, 2, 1)
+
+    @property
+    def multiple(self) -> int:
+        return 16
+
+    @property
+    def descriptor(self) -> ModelDescriptor:
+        # The encoder on the 2x enlarged photo (its widest activation, 96 channels at stride 2 of
+        # the enlarged size, is 96 per input pixel) and the decoder's finest level (about
+        # 2 x width + 17 channels).
+        per_pixel = 4 * (3 * 4 + 96 + 2 * self.config.width + 17 + 2 * self.config.width)
+        return ModelDescriptor(task="color", input_multiple=self.multiple, forward_bytes_per_pixel=per_pixel)
+
+    def train(self, mode: bool = True) -> ColorizerMobileNet:
+        super().train(mode)
+        self.encoder.eval()
+        return self
+
+    def forward(self, lightness: torch.Tensor, details: bool = False):
+        gray = _gray_srgb(lightness)
+        enlarged = F.interpolate(gray, scale_factor=2, mode="bilinear", align_corners=False)
+        f1, f2, f4, f8, f16 = self.encoder((enlarged * 2 - 1).expand(-1, 3, -1, -1))
+        x = self.bottom(f16)
+        out = {}
+        g = f16.mean((2, 3))
+        if self.config.global_features:
+            x = self.fuse(torch.cat((x, self.global_mlp(g)[:, :, None, None].expand_as(x)), 1))
+        if self.config.classes:
+            out["classes"] = self.classifier(g)
+        for merge, skip in zip(self.merge, (f8, f4, f2, torch.cat((f1, lightness), 1))):
+            x = F.interpolate(x, size=skip.shape[-2:], mode="bilinear", align_corners=False)
+            x = merge(torch.cat((x, skip), 1))
+        out["ab"] = torch.tanh(self.head(x)) * self.config.chroma_gain
+        return out if details else out["ab"]
+
+
+def _gray_srgb(lightness: torch.Tensor) -> torch.Tensor:
+    """Normalised L (N, 1, H, W) in [-1, 1] -> the sRGB gray value in [0, 1] of that lightness
+    (CIE L* -> relative luminance -> sRGB companding): what an encoder trained on photos saw."""
+    fy = (lightness.float() + 1) * 50 / 116 + 16 / 116
+    y = torch.where(fy > 6 / 29, fy**3, 3 * (6 / 29) ** 2 * (fy - 4 / 29)).clamp(0, 1)
+    return torch.where(y <= 0.0031308, 12.92 * y, 1.055 * y.clamp(min=0.0031308) ** (1 / 2.4) - 0.055)
+
+
+# The single colourisers an ensemble may hold: architecture name -> (module, config).
+MEMBER_DESIGNS: dict[str, tuple[type[nn.Module], type]] = {
+    "colorizer_unet": (ColorizerUNet, ColorizerConfig),
+    "colorizer_mobilenet": (ColorizerMobileNet, MobileColorizerConfig),
+}

@@ -18,7 +18,13 @@ import torch.nn.functional as F
 from colorsr_cli.chroma_bins import bin_histogram, gamut_bins, rebalance_weights, smooth_prior
 from colorsr_cli.color import lab_to_rgb, normalize_ab, normalize_l, rgb_to_lab
 from colorsr_cli.evaluate import protocol_resize
-from colorsr_cli.models import ColorizerConfig, ColorizerUNet, PatchDiscriminator
+from colorsr_cli.models import (
+    ColorizerConfig,
+    ColorizerMobileNet,
+    ColorizerUNet,
+    MobileColorizerConfig,
+    PatchDiscriminator,
+)
 from colorsr_cli.models.colorizer import PatchDiscriminatorConfig
 from colorsr_cli.train.data import (
     PhotoFolder,
@@ -125,10 +131,7 @@ class Pix2Pix:
                                   f"training photos")
         self.labelled = bool(class_names)
         bins = gamut_bins() if r.head == "bins" else None
-        G = ColorizerUNet(ColorizerConfig(
-            r.width, r.depth, head=r.head, bins=0 if bins is None else len(bins),
-            temperature=r.temperature, head_stride=r.head_stride if bins is not None else 1,
-            global_features=r.global_features, classes=len(class_names)))
+        G = self._generator(bins, len(class_names), resume)
         self.loss = self._chroma_loss(data, bins is not None, r.class_weight if class_names else 0.0)
         if r.init_weights and not resume:
             fresh = init_generator(G, Path(r.init_weights))
@@ -141,9 +144,26 @@ class Pix2Pix:
                                                         r.disc_sigmoid)).to(run.device)
         self.val_batch = torch.stack([center_sample(data.val_photos.load(i), r.size, r.native_resample > 0)
                                       for i in data.val_idx])
-        return GAN(G, D, torch.optim.Adam(G.parameters(), r.lr, betas=(r.beta1, r.beta2)),
+        trained = [p for p in G.parameters() if p.requires_grad]  # not a frozen encoder
+        return GAN(G, D, torch.optim.Adam(trained, r.lr, betas=(r.beta1, r.beta2)),
                    torch.optim.Adam(D.parameters(), self.d_lr, betas=(r.beta1, r.beta2)),
                    copy.deepcopy(G).requires_grad_(False) if r.ema > 0 else None)
+
+    def _generator(self, bins: torch.Tensor | None, classes: int, resume: bool) -> torch.nn.Module:
+        """The recipe's generator: the U-Net, or the decoder on an ImageNet-trained MobileNetV2
+        (its weights loaded here on a fresh run, frozen unless --train-encoder)."""
+        r = self.recipe
+        if r.encoder == "unet":
+            return ColorizerUNet(ColorizerConfig(
+                r.width, r.depth, head=r.head, bins=0 if bins is None else len(bins),
+                temperature=r.temperature, head_stride=r.head_stride if bins is not None else 1,
+                global_features=r.global_features, classes=classes))
+        G = ColorizerMobileNet(MobileColorizerConfig(r.width, global_features=r.global_features,
+                                                     classes=classes))
+        if not resume:
+            G.encoder.load_state_dict(load_encoder(Path(r.encoder_weights)).state_dict())
+        G.encoder.requires_grad_(r.train_encoder)
+        return G
 
     def _chroma_loss(self, data: TrainingData, bins: bool, class_weight: float) -> ChromaLoss:
         """The generator's non-adversarial terms; with class rebalancing (a bins head, or
@@ -188,21 +208,24 @@ class Pix2Pix:
                         self.run.log, step, self.recipe.select_by)
 
 
-def init_generator(G: ColorizerUNet, path: Path) -> list[str]:
-    """Load a colouriser weight file's weights into G. The U-Net's width and depth must match;
-    the head and the image-level layers may differ (a regression model can start a bins model):
-    parameters G has and the file lacks, or holds in another shape, keep their fresh values and
-    are returned by name. The file's chroma gain, an inference setting, is not carried over."""
+def init_generator(G: torch.nn.Module, path: Path) -> list[str]:
+    """Load a colouriser weight file's weights into G, a colouriser of the same architecture
+    (U-Net: same width and depth; MobileNetV2 colouriser: same decoder width). The head and the
+    image-level layers may differ (a regression model can start a bins model): parameters G has
+    and the file lacks, or holds in another shape, keep their fresh values and are returned by
+    name. The file's chroma gain, an inference setting, is not carried over."""
     from colorsr_cli.errors import WeightsError
     from colorsr_cli.models import arch_name_of, config_dict
     from colorsr_cli.weightfile import load_weight_file
 
     model, _ = load_weight_file(path)
-    if not isinstance(model, ColorizerUNet):
-        raise WeightsError(f"{path}: not a single colouriser (architecture {arch_name_of(model)}); "
-                           f"--init takes one U-Net, not an ensemble or another model")
+    if type(model) is not type(G):
+        raise WeightsError(f"{path}: not a single colouriser like the recipe's {arch_name_of(G)} "
+                           f"(architecture {arch_name_of(model)}); --init takes one such model, "
+                           f"not an ensemble or another design")
     theirs, ours = config_dict(model), config_dict(G)
-    shape = {k: (theirs[k], ours[k]) for k in ("width", "depth", "batch_norm") if theirs[k] != ours[k]}
+    shape = {k: (theirs[k], ours[k]) for k in ("width", "depth", "batch_norm", "encoder_blocks")
+             if k in ours and theirs[k] != ours[k]}
     if shape:
         raise WeightsError(f"{path}: a colouriser of " + ", ".join(
             f"{k} {a}" for k, (a, _) in shape.items()) + ", the recipe asks for " + ", ".join(
@@ -212,6 +235,18 @@ def init_generator(G: ColorizerUNet, path: Path) -> list[str]:
              or k == "ab_bins"]
     G.load_state_dict({k: v for k, v in source.items() if k in target and k not in fresh}, strict=False)
     return fresh
+
+
+def load_encoder(path: Path) -> torch.nn.Module:
+    """A MobileNetV2Features weight file (tools/mobilenet_from_nsfwjs.py)."""
+    from colorsr_cli.errors import WeightsError
+    from colorsr_cli.models import MobileNetV2Features, arch_name_of
+    from colorsr_cli.weightfile import load_weight_file
+
+    model, _ = load_weight_file(path)
+    if not isinstance(model, MobileNetV2Features):
+        raise WeightsError(f"{path}: not a MobileNetV2 encoder (architecture {arch_name_of(model)})")
+    return model
 
 
 def scheduled_lr(recipe: ColorRecipe, step: int, total: int) -> float:

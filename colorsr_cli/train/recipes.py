@@ -82,6 +82,15 @@ class ColorRecipe(TrainingRecipe):
     pixel_loss: str = setting("l1", "The term --l1-weight scales: l1 (pix2pix's) or euclidean "
                               "(distance in the ab plane, the ab error metric).",
                               choices=("l1", "euclidean"))
+    # An encoder trained on ImageNet already tells foliage from sky; the U-Net's own encoder
+    # learns that from the training photos alone.
+    encoder: str = setting("unet", "unet (the U-Net's own encoder, trained from scratch) or "
+                           "mobilenet_v2 (an ImageNet-trained MobileNetV2, --encoder-weights; "
+                           "--width is then the decoder's).", choices=("unet", "mobilenet_v2"))
+    encoder_weights: str | None = setting(None, "MobileNetV2 weight file for --encoder mobilenet_v2 "
+                                          "(made by tools/mobilenet_from_nsfwjs.py).", path=True)
+    train_encoder: bool = setting(False, "Update the encoder's weights too (its batch norm keeps "
+                                  "its statistics).", flag="--train-encoder/--freeze-encoder")
     disc_width: int = setting(64, "Discriminator width.")
     disc_layers: int = setting(3, "Discriminator downsampling layers.")
     # A sigmoid discriminator trained with MSE saturates once it wins and the generator's
@@ -140,6 +149,15 @@ class ColorRecipe(TrainingRecipe):
     # reduced to the training size), not native 64x64 thumbnails.
     holdout_min_side: int = setting(0, "Hold out only photos with a shorter side of at least this "
                                     "many px (0 = any).", flag="--holdout-side")
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if self.encoder == "mobilenet_v2":
+            if not self.encoder_weights:
+                raise RecipeError("encoder_weights", "--encoder mobilenet_v2 needs --encoder-weights "
+                                  "(tools/mobilenet_from_nsfwjs.py makes the file)")
+            if self.head != "regression":
+                raise RecipeError("head", "--encoder mobilenet_v2 has a regression head only")
 
 
 @dataclass(frozen=True)
