@@ -88,7 +88,7 @@ class ColorRecipe(TrainingRecipe):
                            "mobilenet_v2 (an ImageNet-trained MobileNetV2, --encoder-weights; "
                            "--width is then the decoder's).", choices=("unet", "mobilenet_v2"))
     encoder_weights: str | None = setting(None, "MobileNetV2 weight file for --encoder mobilenet_v2 "
-                                          "(made by tools/mobilenet_from_nsfwjs.py).", path=True)
+                                          "(docs/training.md: how to make it).", path=True)
     train_encoder: bool = setting(False, "Update the encoder's weights too (its batch norm keeps "
                                   "its statistics).", flag="--train-encoder/--freeze-encoder")
     disc_width: int = setting(64, "Discriminator width.")
