@@ -177,3 +177,19 @@ def test_init_starts_a_mobile_colouriser_from_one_of_its_kind(tmp_path):
         init_generator(ColorizerMobileNet(MobileColorizerConfig(16)), tmp_path / "m.pt")
     with pytest.raises(WeightsError, match="not a single colouriser like the recipe's colorizer_unet"):
         init_generator(ColorizerUNet(ColorizerConfig(8)), tmp_path / "m.pt")
+
+
+def test_encoder_options_reach_the_recipe(monkeypatch):
+    from typer.testing import CliRunner
+
+    import colorsr_cli.train.color
+    from colorsr_cli.cli import app
+
+    got = []
+    monkeypatch.setattr(colorsr_cli.train.color, "train_color",
+                        lambda recipe, resume, reporter: got.append(recipe) or Path("run"))
+    result = CliRunner().invoke(app, ["train", "color", "--data", "d", "--out", "o", "--encoder",
+                                      "mobilenet_v2", "--encoder-weights", "e.pt", "--train-encoder"])
+    assert result.exit_code == 0, result.output
+    [recipe] = got
+    assert (recipe.encoder, recipe.encoder_weights, recipe.train_encoder) == ("mobilenet_v2", "e.pt", True)

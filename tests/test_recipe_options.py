@@ -52,6 +52,11 @@ def test_the_flags_users_know_still_work(name):
     assert set(KNOWN_FLAGS[name].split()) <= flags
 
 
+# Options that cannot change together with all the others: --encoder mobilenet_v2 refuses
+# --head bins (tests/test_mobilenet.py checks that it reaches the recipe).
+KEPT_AT_DEFAULT = {"encoder"}
+
+
 def _other_value(f):
     """A command-line value for field f unlike its default, and the value the recipe gets."""
     meta, default = f.metadata, f.default
@@ -89,6 +94,9 @@ def test_every_option_reaches_its_recipe_field(name, monkeypatch):
     monkeypatch.setattr(colorsr_cli.train.sr, "train_sr", _capture(got))
     argv, expected = ["train", name, "--resume"], {}
     for f in fields(COMMANDS[name]):
+        if f.name in KEPT_AT_DEFAULT:
+            expected[f.name] = f.default
+            continue
         words, value = _other_value(f)
         argv += words
         expected[f.name] = value
@@ -98,7 +106,8 @@ def test_every_option_reaches_its_recipe_field(name, monkeypatch):
     assert resume is True
     for f in fields(recipe):
         assert getattr(recipe, f.name) == expected[f.name], f.name
-        assert getattr(recipe, f.name) != f.default, f.name  # the test itself moved every field
+        if f.name not in KEPT_AT_DEFAULT:  # the test itself moved every other field
+            assert getattr(recipe, f.name) != f.default, f.name
 
 
 def test_the_defaults_on_the_command_line_are_the_recipes(monkeypatch):
