@@ -11,7 +11,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from colorsr_cli.chroma_bins import annealed_mean
-from colorsr_cli.color import AB_SCALE
+from colorsr_cli.color import AB_SCALE, denormalize_l, lab_to_rgb
 from colorsr_cli.models.blocks import conv_bn_act
 from colorsr_cli.models.descriptor import ModelDescriptor
 
@@ -235,14 +235,9 @@ class PatchDiscriminator(nn.Module):
 @dataclass(frozen=True)
 class MobileColorizerConfig:
     width: int = 32  # decoder channels at the input's resolution; 2x, 4x, 4x deeper down
-    encoder_blocks: int = 17  # MobileNetV2 blocks kept (its features at strides 2..32)
     global_features: bool = False  # Iizuka et al.'s image-level fusion, on the deepest features
     classes: int = 0  # auxiliary classifier on the pooled deepest features (training only)
     chroma_gain: float = 1.0
-
-    def __post_init__(self) -> None:
-        if self.encoder_blocks != 17:
-            raise ValueError("the MobileNetV2 colouriser uses all 17 encoder blocks")
 
 
 class ColorizerMobileNet(nn.Module):
@@ -254,11 +249,11 @@ class ColorizerMobileNet(nn.Module):
 
     def __init__(self, config: MobileColorizerConfig = MobileColorizerConfig()):
         super().__init__()
-        from colorsr_cli.models.mobilenet import TAP_CHANNELS, MobileNetV2Config, MobileNetV2Features
+        from colorsr_cli.models.mobilenet import TAP_CHANNELS, MobileNetV2Features
 
         self.config = config
         w = config.width
-        self.encoder = MobileNetV2Features(MobileNetV2Config(config.encoder_blocks)).eval()
+        self.encoder = MobileNetV2Features().eval()
         f1, f2, f4, f8, f16 = TAP_CHANNELS  # at input strides 1, 2, 4, 8, 16
         act = nn.ReLU(inplace=True)
         self.bottom = conv_bn_act(f16, 4 * w, act, kernel=1)
@@ -309,11 +304,10 @@ class ColorizerMobileNet(nn.Module):
 
 
 def _gray_srgb(lightness: torch.Tensor) -> torch.Tensor:
-    """Normalised L (N, 1, H, W) in [-1, 1] -> the sRGB gray value in [0, 1] of that lightness
-    (CIE L* -> relative luminance -> sRGB companding): what an encoder trained on photos saw."""
-    fy = (lightness.float() + 1) * 50 / 116 + 16 / 116
-    y = torch.where(fy > 6 / 29, fy**3, 3 * (6 / 29) ** 2 * (fy - 4 / 29)).clamp(0, 1)
-    return torch.where(y <= 0.0031308, 12.92 * y, 1.055 * y.clamp(min=0.0031308) ** (1 / 2.4) - 0.055)
+    """Normalised L (N, 1, H, W) in [-1, 1] -> the sRGB gray value (N, 1, H, W) in [0, 1] of that
+    lightness: what an encoder trained on photos saw."""
+    L = denormalize_l(lightness.float())
+    return lab_to_rgb(torch.cat((L, torch.zeros_like(L), torch.zeros_like(L)), 1))[:, :1]
 
 
 # The single colourisers an ensemble may hold: architecture name -> (module, config).

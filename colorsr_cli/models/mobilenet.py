@@ -66,7 +66,7 @@ class InvertedResidual(nn.Module):
 
 @dataclass(frozen=True)
 class MobileNetV2Config:
-    # Blocks kept (0..16); the features are the outputs of the TAPS up to the last block kept.
+    # Blocks kept (1..17); the features are the outputs of the TAPS up to the last block kept.
     blocks: int = 17
 
 
@@ -86,10 +86,6 @@ class MobileNetV2Features(nn.Module):
                 blocks.append(InvertedResidual(cin, cout, stride if k == 0 else 1, expansion))
                 cin = cout
         self.blocks = nn.ModuleList(blocks[:config.blocks])
-
-    @property
-    def taps(self) -> tuple[int, ...]:
-        return tuple(t for t in TAPS if t < self.config.blocks)
 
     @property
     def descriptor(self) -> ModelDescriptor:

@@ -224,7 +224,7 @@ def init_generator(G: torch.nn.Module, path: Path) -> list[str]:
                            f"(architecture {arch_name_of(model)}); --init takes one such model, "
                            f"not an ensemble or another design")
     theirs, ours = config_dict(model), config_dict(G)
-    shape = {k: (theirs[k], ours[k]) for k in ("width", "depth", "batch_norm", "encoder_blocks")
+    shape = {k: (theirs[k], ours[k]) for k in ("width", "depth", "batch_norm")
              if k in ours and theirs[k] != ours[k]}
     if shape:
         raise WeightsError(f"{path}: a colouriser of " + ", ".join(
