@@ -290,6 +290,50 @@ def test_scheduled_lr_and_ema_update():
     assert torch.equal(avg.running_mean, live.running_mean)  # buffers are copied
 
 
+def test_recompute_batch_norm_measures_the_inputs_and_spares_frozen_layers():
+    from colorsr_cli.train.color import recompute_batch_norm
+
+    class Net(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.frozen, self.norm = torch.nn.BatchNorm2d(1), torch.nn.BatchNorm2d(1)
+
+        def train(self, mode=True):
+            super().train(mode)
+            self.frozen.eval()  # as a frozen encoder keeps its statistics
+            return self
+
+        def forward(self, x):
+            return self.norm(x + self.frozen(x) * 0)
+
+    net = Net().eval()
+    with torch.no_grad():
+        net.frozen.running_mean.fill_(5.0)
+        net.norm.running_mean.fill_(9.0)
+    # two batches of 2: means 1 and 3 -> 2; per-batch unbiased variances averaged
+    x = torch.tensor([0.0, 2.0, 2.0, 4.0]).view(4, 1, 1, 1).expand(4, 1, 2, 2).contiguous()
+    recompute_batch_norm(net, x, 2, torch.device("cpu"))
+    assert torch.allclose(net.norm.running_mean, torch.tensor([2.0]))
+    expected_var = (x[:2].var(unbiased=True) + x[2:].var(unbiased=True)) / 2
+    assert torch.allclose(net.norm.running_var, expected_var.view(1))
+    assert net.frozen.running_mean.item() == 5.0  # left alone
+    assert net.norm.momentum == 0.1 and not net.training  # settings and mode restored
+
+
+def test_color_ema_keeps_its_own_batch_norm_statistics(data_dir, tmp_path):
+    """The averaged generator's BatchNorm statistics are measured on its own weights: after a
+    run they differ from the live generator's (a copy of those would describe other weights)."""
+    run = tmp_path / "e"
+    train_color(ColorRecipe(data=str(data_dir), out=str(run), width=8, disc_width=8, batch_size=4,
+                            max_steps=4, val_every=4, ema=0.5, lr=1e-2, device="cpu", threads=1))
+    ckpt = torch.load(run / "last.pt", weights_only=True)
+    means = [k for k in ckpt["G"] if k.endswith("running_mean")]
+    assert means
+    assert any(not torch.allclose(ckpt["G"][k], ckpt["G_ema"][k]) for k in means)
+    best, _ = load_weight_file(run / "best.pt")  # validated after the same refresh
+    assert all(torch.equal(best.state_dict()[k], ckpt["G_ema"][k]) for k in means)
+
+
 def test_mixed_precision_only_where_bf16_is_native(monkeypatch):
     from colorsr_cli import devices
     from colorsr_cli.train.distributed import use_mixed_precision

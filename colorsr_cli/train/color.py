@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 import torch
 import torch.nn.functional as F
+from torch import nn
 
 from colorsr_cli.chroma_bins import bin_histogram, gamut_bins, rebalance_weights, smooth_prior
 from colorsr_cli.color import lab_to_rgb, normalize_ab, normalize_l, rgb_to_lab
@@ -39,6 +40,9 @@ from colorsr_cli.train.loop import GAN, Run, train
 from colorsr_cli.train.losses import ChromaLoss, adversarial_update
 from colorsr_cli.train.recipes import ColorRecipe
 from colorsr_cli.train.runlog import Reporter, RunLog
+
+# Training views the averaged generator's BatchNorm statistics are measured on (refresh_statistics)
+NORM_VIEWS = 512
 
 
 def photo_to_sample(img: np.ndarray, size: int, rng: np.random.Generator,
@@ -144,6 +148,8 @@ class Pix2Pix:
                                                         r.disc_sigmoid)).to(run.device)
         self.val_batch = torch.stack([center_sample(data.val_photos.load(i), r.size, r.native_resample > 0)
                                       for i in data.val_idx])
+        self.norm_inputs = self._norm_inputs(data) if r.ema > 0 else None
+        self.norms_step: int | None = None
         trained = [p for p in G.parameters() if p.requires_grad]  # not a frozen encoder
         return GAN(G, D, torch.optim.Adam(trained, r.lr, betas=(r.beta1, r.beta2)),
                    torch.optim.Adam(D.parameters(), self.d_lr, betas=(r.beta1, r.beta2)),
@@ -203,6 +209,23 @@ class Pix2Pix:
             update_ema(gan.G_ema, unwrap(gan.G), r.ema)
         return losses
 
+    def _norm_inputs(self, data: TrainingData) -> torch.Tensor:
+        """Luminance of NORM_VIEWS fixed training views (a seeded draw, augmented as in
+        training): what the averaged generator's BatchNorm statistics are measured on."""
+        r = self.recipe
+        rng = np.random.default_rng(r.seed + 1)
+        chosen = rng.choice(np.asarray(data.train_idx), min(NORM_VIEWS, len(data.train_idx)), replace=False)
+        views = torch.stack([photo_to_sample(self.photos.load(int(i)), r.size, rng, r.native_resample)
+                             for i in chosen])
+        return split_lab(views)[0]
+
+    def refresh_statistics(self, gan: GAN, step: int) -> None:
+        """With --ema: measure the averaged generator's BatchNorm statistics anew on the
+        fixed training views (once per step, so a validation and its checkpoint share it)."""
+        if gan.G_ema is not None and self.norms_step != step:
+            recompute_batch_norm(gan.G_ema, self.norm_inputs, self.recipe.batch_size, self.run.device)
+            self.norms_step = step
+
     def validate(self, gan: GAN, step: int) -> float:
         return validate(gan.judged(), self.val_batch, self.run.device, self.recipe.batch_size * 4,
                         self.run.log, step, self.recipe.select_by)
@@ -260,10 +283,34 @@ def scheduled_lr(recipe: ColorRecipe, step: int, total: int) -> float:
 @torch.no_grad()
 def update_ema(avg: torch.nn.Module, model: torch.nn.Module, decay: float) -> None:
     """avg <- decay * avg + (1 - decay) * model for parameters; buffers (BatchNorm running
-    statistics) are copied, since averaging them would describe no real network."""
+    statistics) are copied, since averaging them would describe no real network. The copies
+    belong to the live weights, not the averaged ones: recompute_batch_norm measures the
+    average's own before it is validated or saved."""
     torch._foreach_lerp_(list(avg.parameters()), [p.detach() for p in model.parameters()], 1.0 - decay)
     for a, b in zip(avg.buffers(), model.buffers()):
         a.copy_(b)
+
+
+@torch.no_grad()
+def recompute_batch_norm(model: torch.nn.Module, inputs: torch.Tensor, chunk: int,
+                         device: torch.device) -> None:
+    """Replace the running statistics of model's BatchNorm layers by their average over inputs,
+    fed in batches of chunk in training mode (as SWA's update_bn). Layers the model keeps in
+    eval mode when trained (a frozen encoder's ImageNet statistics) are left alone."""
+    was_training = model.training
+    model.train()
+    norms = [m for m in model.modules()
+             if isinstance(m, nn.modules.batchnorm._BatchNorm) and m.training and m.track_running_stats]
+    momenta = [m.momentum for m in norms]
+    for m in norms:
+        m.reset_running_stats()
+        m.momentum = None  # a cumulative average over the batches
+    if norms:
+        for part in inputs.split(chunk):
+            model(part.to(device))
+    for m, momentum in zip(norms, momenta):
+        m.momentum = momentum
+    model.train(was_training)
 
 
 def pixel_only_step(G, opt_g, rgb: torch.Tensor, amp: bool, loss: ChromaLoss,

@@ -83,6 +83,9 @@ class Trainer(Protocol):
     def sample(self, index: int, rng: np.random.Generator) -> Any: ...
     def step(self, gan: GAN, batch: Any, step: int) -> dict[str, torch.Tensor]: ...
     def validate(self, gan: GAN, step: int) -> float: ...
+    def refresh_statistics(self, gan: GAN, step: int) -> None:
+        """Make the judged generator's BatchNorm statistics match its weights before it is
+        validated or saved (a moving average's copied statistics do not)."""
 
 
 def train(make_trainer: Callable[[Any, Run], Trainer], recipe: TrainingRecipe, resume: bool = False,
@@ -129,6 +132,7 @@ def train(make_trainer: Callable[[Any, Run], Trainer], recipe: TrainingRecipe, r
 
     def checkpoint() -> None:
         if ddp.main:
+            trainer.refresh_statistics(gan, step)
             state = {name: unwrap(part).state_dict() for name, part in gan.parts().items()}
             # The generator's architecture and config travel with it, so any checkpoint exports.
             G = unwrap(gan.G)
@@ -154,6 +158,7 @@ def train(make_trainer: Callable[[Any, Run], Trainer], recipe: TrainingRecipe, r
             log.log({"step": step, "epoch": epoch} | losses | {"img_per_s": round(rate, 2)})
             reporter.on_step(step, total, losses | {"img/s": rate})
         if plan.validates_at(step):
+            trainer.refresh_statistics(gan, step)
             val = trainer.validate(gan, step)
             if val < best_val:
                 best_val = val

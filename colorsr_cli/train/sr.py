@@ -171,6 +171,9 @@ class SRGAN:
     def validate(self, gan: GAN, step: int) -> float:
         return validate(gan.G, self.val_lr, self.val_hr, self.run.device, self.run.log, step)
 
+    def refresh_statistics(self, gan: GAN, step: int) -> None:
+        """Nothing to do: the SR generator is judged as trained (no moving average)."""
+
 
 def load_initial_weights(G: SRGenerator, name_or_path: str) -> None:
     """G's weights from a manifest name or weight file of the same design (--init); from a
