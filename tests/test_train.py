@@ -768,3 +768,32 @@ def test_the_recipes_offer_exactly_the_losses_the_trainers_have():
     choices = {f.name: f.metadata["choices"] for f in fields(ColorRecipe) + fields(SRRecipe)}
     assert set(choices["pixel_loss"]) == set(PIXEL_LOSSES)
     assert set(choices["perceptual"]) == set(PERCEPTUAL)
+
+
+def test_scene_split_holds_out_the_trainers_own_split_of_the_chosen_collections(tmp_path, monkeypatch):
+    import importlib.util
+    import sys
+    from pathlib import Path
+
+    from colorsr_cli.train.data import PhotoFolder, split_photos
+    from colorsr_cli.train.runlog import Reporter
+
+    data = tmp_path / "train"
+    for folder, count in (("tinyimagenet", 40), ("bsds500", 30), ("sun80", 30)):
+        (data / folder).mkdir(parents=True)
+        for k in range(count):
+            Image.fromarray(photo_like(16, 16, k)).save(data / folder / f"{k:03d}.png")
+    tool = Path(__file__).resolve().parents[1] / "tools" / "scene_split.py"
+    spec = importlib.util.spec_from_file_location("scene_split", tool)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    monkeypatch.setattr(sys, "argv", ["scene_split", str(data), str(tmp_path / "out"),
+                                      "--val-fraction", "0.1"])
+    module.main()
+    photos = PhotoFolder(data, Reporter())
+    held = {Path(photos.paths[i]).relative_to(data) for i in split_photos(photos, 0.1, 0)[1]}
+    found = {part: {p.relative_to(tmp_path / "out" / part) for p in (tmp_path / "out" / part).rglob("*.png")}
+             for part in ("train", "val")}
+    assert found["val"] == {p for p in held if p.parts[0] != "tinyimagenet"} and found["val"]
+    assert len(found["train"]) + len(found["val"]) == 60 and not found["train"] & found["val"]
+    assert all((tmp_path / "out" / "train" / p).is_symlink() for p in found["train"])

@@ -1,6 +1,6 @@
 """Side-by-side sheet of held-out photos: gray input | old colouriser | new colouriser | truth.
 
-    python tools/colour_sheet.py RUN_DIR --old OLD.pt --new colorsr-color-v5 \\
+    python tools/colour_sheet.py RUN_DIR --old OLD.pt --new colorsr-color-v6 \\
         --out docs/colour-before-after.png [--count 24] [--min-side 128]
 
 The photos come from the run's validation hold-out (training photos it never trained on),

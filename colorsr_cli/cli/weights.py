@@ -107,7 +107,7 @@ def weights_path(name: str | None = typer.Argument(None, help="A manifest name (
                  ) -> None:
     """Where a weight file is (or would be) stored, or the cache folder.
 
-    Example: [bold]colorsr weights path colorsr-color-v5[/]"""
+    Example: [bold]colorsr weights path colorsr-color-v6[/]"""
     from colorsr_cli.weights import cache_dir, entry_path
 
     out.print(str(entry_path(_entry(name)) if name else cache_dir()), highlight=False)
