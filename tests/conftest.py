@@ -1,7 +1,9 @@
-"""Shared fixtures: tiny models saved as weight files, and small generated images."""
+"""Shared fixtures: tiny models saved as weight files, small generated images, and the tools/
+scripts as modules."""
 
 from __future__ import annotations
 
+import importlib.util
 from pathlib import Path
 
 import numpy as np
@@ -84,3 +86,12 @@ def jpeg_round_trip(img: np.ndarray, quality: int = 75) -> np.ndarray:
     buffer = io.BytesIO()
     Image.fromarray(img).save(buffer, "JPEG", quality=quality)
     return np.asarray(Image.open(buffer).convert("RGB"))
+
+
+def load_tool(name: str):
+    """The script tools/NAME.py of the repository, imported as a module."""
+    path = Path(__file__).resolve().parents[1] / "tools" / f"{name}.py"
+    spec = importlib.util.spec_from_file_location(name, path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module

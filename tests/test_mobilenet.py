@@ -1,7 +1,6 @@
 """MobileNetV2 encoder, its conversion from a tfjs (nsfwjs) model, and the colouriser built on it."""
 
 import base64
-import importlib.util
 import json
 from pathlib import Path
 
@@ -19,16 +18,7 @@ from colorsr_cli.train.color import train_color
 from colorsr_cli.train.recipes import ColorRecipe
 from colorsr_cli.weightfile import load_weight_file, save_weight_file
 
-from .conftest import photo_like
-
-TOOL = Path(__file__).resolve().parents[1] / "tools" / "mobilenet_from_nsfwjs.py"
-
-
-def _tool():
-    spec = importlib.util.spec_from_file_location("mobilenet_from_nsfwjs", TOOL)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+from .conftest import load_tool, photo_like
 
 
 def test_features_have_the_documented_strides_and_channels():
@@ -76,7 +66,7 @@ def _write_tfjs(folder: Path, weights: dict[str, np.ndarray]) -> dict[str, tuple
 
 
 def test_tfjs_weights_are_dequantised_and_transposed(tmp_path):
-    tool = _tool()
+    tool = load_tool("mobilenet_from_nsfwjs")
     rng = np.random.default_rng(0)
     net = MobileNetV2Features()
     keras = {}

@@ -21,7 +21,7 @@ from colorsr_cli.train.recipes import ColorRecipe, SRRecipe
 from colorsr_cli.train.sr import pixel_step, srgan_step, train_sr
 from colorsr_cli.weightfile import load_weight_file
 
-from .conftest import photo_like
+from .conftest import load_tool, photo_like
 
 
 @pytest.fixture(scope="module")
@@ -771,7 +771,6 @@ def test_the_recipes_offer_exactly_the_losses_the_trainers_have():
 
 
 def test_scene_split_holds_out_the_trainers_own_split_of_the_chosen_collections(tmp_path, monkeypatch):
-    import importlib.util
     import sys
     from pathlib import Path
 
@@ -783,10 +782,7 @@ def test_scene_split_holds_out_the_trainers_own_split_of_the_chosen_collections(
         (data / folder).mkdir(parents=True)
         for k in range(count):
             Image.fromarray(photo_like(16, 16, k)).save(data / folder / f"{k:03d}.png")
-    tool = Path(__file__).resolve().parents[1] / "tools" / "scene_split.py"
-    spec = importlib.util.spec_from_file_location("scene_split", tool)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
+    module = load_tool("scene_split")
     monkeypatch.setattr(sys, "argv", ["scene_split", str(data), str(tmp_path / "out"),
                                       "--val-fraction", "0.1"])
     module.main()

@@ -108,8 +108,8 @@ class ColorizerUNet(nn.Module):
     def descriptor(self) -> ModelDescriptor:
         # At full resolution: the first level's skip, its two conv outputs and the merge's
         # concatenation (about 6 x width channels), and a bins head's logits with the annealed
-        # mean's temporaries. Measured for colorsr-color-v6 (two members of width 32, fp32): 308
-        # bytes a pixel, against 784 counted here.
+        # mean's temporaries. Measured for colorsr-color-v5 (two members of width 32, fp32; v6
+        # has its design): 308 bytes a pixel, against 784 counted here.
         c = self.config
         per_pixel = 4 * (6 * c.width + 3 * c.bins // c.head_stride**2)
         return ModelDescriptor(task="color", input_multiple=self.multiple, forward_bytes_per_pixel=per_pixel)
