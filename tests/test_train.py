@@ -488,6 +488,57 @@ def test_euclidean_pixel_loss_is_the_ab_error_and_trains(data_dir, tmp_path):
         train_color(ColorRecipe(out=str(tmp_path / "bad"), max_steps=2, **(common | {"pixel_loss": "l2"})))
 
 
+def test_mode_pixel_loss_is_welsch_and_picks_the_likelier_colour_where_l1_blends(data_dir, tmp_path):
+    """--pixel-loss mode: Welsch's loss of the ab distance (hand-computed values, pixel weights),
+    whose best single guess for a patch that is green 40 % of the time, orange 35 % and red 25 %
+    is the green, where L1's (the per-channel median) is orange; the recipe carries
+    --mode-scale into the loss, and a run with it trains."""
+    from colorsr_cli.train.losses import mode_seeking
+    from colorsr_cli.train.runlog import Reporter
+
+    fake = torch.zeros(1, 2, 1, 2)
+    real = torch.tensor([[[[0.3, 0.0]], [[0.4, 0.1]]]])  # distances 0.5 and 0.1
+    s = 0.2
+    expected = [s * (1 - np.exp(-d * d / (2 * s * s))) for d in (0.5, 0.1)]
+    assert mode_seeking(fake, real, scale=s).item() == pytest.approx(np.mean(expected), rel=1e-5)
+    weight = torch.tensor([[[2.0, 0.5]]])
+    assert mode_seeking(fake, real, weight, scale=s).item() == pytest.approx(
+        (2 * expected[0] + 0.5 * expected[1]) / 2, rel=1e-5)
+
+    # Normalised ab of foliage green (-20, 30) 40 % of the time, orange-brown (20, 30) 35 % and
+    # a purple-red (35, -5) 25 %: warm colours outweigh the green together, not one by one.
+    green, orange, red = (torch.tensor(c) / 110 for c in ([-20.0, 30.0], [20.0, 30.0], [35.0, -5.0]))
+    targets = torch.stack([green] * 8 + [orange] * 7 + [red] * 5)[:, :, None, None]
+
+    def best_guess(loss_fn):
+        guess = torch.zeros(1, 2, 1, 1, requires_grad=True)
+        with torch.no_grad():
+            guess += torch.tensor([0.0, 30.0]).view(1, 2, 1, 1) / 110  # halfway
+        opt = torch.optim.Adam([guess], lr=2e-3)
+        for _ in range(1500):
+            opt.zero_grad()
+            loss_fn(guess.expand_as(targets), targets).backward()
+            opt.step()
+        return guess.detach().flatten() * 110
+
+    assert best_guess(lambda f, r: mode_seeking(f, r, scale=15 / 110)).tolist() == pytest.approx(
+        [-20, 30], abs=2)  # the likeliest colour
+    assert best_guess(lambda f, r: (f - r).abs().mean()).tolist() == pytest.approx(
+        [20, 30], abs=2)  # L1's per-channel median: orange
+
+    loss = ChromaLoss(100.0, "mode", mode_scale=5.0)
+    out = {"ab": torch.zeros(1, 2, 1, 2)}
+    total, logs = loss(out, real, None)
+    assert "mode" in logs and total.item() == pytest.approx(100 * mode_seeking(out["ab"], real, scale=5 / 110).item())
+
+    logged = []
+    common = dict(data=str(data_dir), width=8, disc_width=8, batch_size=4, log_every=1, device="cpu",
+                  threads=1, pretrain_steps=3, pixel_loss="mode", mode_scale=20.0)
+    train_color(ColorRecipe(out=str(tmp_path / "run"), max_steps=4, **common),
+                reporter=Reporter(lambda step, total, metrics: logged.append(metrics)))
+    assert len(logged) == 4 and all(np.isfinite(m["mode"]) for m in logged)
+
+
 def test_cached_photos_train_exactly_as_decoded_ones(data_dir, tmp_path):
     """--cache decodes each photo once into memory: the same pixels as a fresh decode (8-bit
     photos held as uint8, anything else as float32), a bad file skipped with a warning, and a

@@ -178,14 +178,15 @@ class Pix2Pix:
         r = self.recipe
         mix = r.rebalance_mix if r.rebalance_mix is not None else (0.5 if bins else 1.0)
         if not bins and mix >= 1:
-            return ChromaLoss(r.l1_weight, r.pixel_loss, class_weight)
+            return ChromaLoss(r.l1_weight, r.pixel_loss, class_weight, mode_scale=r.mode_scale)
         cells = gamut_bins()
         counts = training_colour_counts(self.photos, data.train_idx, r.size, cells, r.seed)
         weights = rebalance_weights(smooth_prior(counts, cells), mix).to(self.run.device)
         self.run.log.write_json("prior.json", {"counts": [int(c) for c in counts]})
         if bins:
             return ChromaLoss(r.ce_weight, "bins", class_weight, cells.to(self.run.device), weights)
-        return ChromaLoss(r.l1_weight, r.pixel_loss, class_weight, bin_weights=weights)
+        return ChromaLoss(r.l1_weight, r.pixel_loss, class_weight, bin_weights=weights,
+                          mode_scale=r.mode_scale)
 
     def sample(self, index: int, rng: np.random.Generator):
         rgb = photo_to_sample(self.photos.load(index), self.recipe.size, rng, self.recipe.native_resample)

@@ -13,7 +13,7 @@ import torch
 import torch.nn.functional as F
 
 from colorsr_cli.chroma_bins import nearest_bin, rebalanced_cross_entropy, soft_encode
-from colorsr_cli.color import denormalize_ab
+from colorsr_cli.color import AB_SCALE, denormalize_ab
 from colorsr_cli.models import SRDiscriminator
 from colorsr_cli.train.distributed import unwrap
 
@@ -75,14 +75,30 @@ def weighted_l1(fake: torch.Tensor, real: torch.Tensor, weight: torch.Tensor | N
     return ((fake - real).abs().mean(1) * weight).mean()
 
 
+def mode_seeking(fake: torch.Tensor, real: torch.Tensor, weight: torch.Tensor | None = None,
+                 scale: float = 15.0 / AB_SCALE) -> torch.Tensor:
+    """Welsch's loss of the ab distance d, scale * (1 - exp(-d^2 / (2 scale^2))) (scale in
+    normalised units; 15 ab units by default), weighted per pixel like the others.
+
+    L1 is least for the median of the colours a gray patch could have: between green and brown
+    foliage that is khaki, a hue neither has. This loss behaves like the ab distance for errors
+    well under `scale` and stops pulling for errors far beyond it, so it is least near the most
+    likely colour (the mode, as in mean shift) instead. Meant for fine-tuning a model whose
+    guesses are already near one of the modes."""
+    d2 = (fake - real).square().sum(1)
+    loss = scale * (1 - torch.exp(-d2 / (2 * scale * scale)))
+    return loss.mean() if weight is None else (loss * weight).mean()
+
+
 # ColorRecipe.pixel_loss -> (loss function (fake, real, pixel weight or None) -> scalar, the name
 # it is logged under; "l1" keeps pix2pix's metric name).
-PIXEL_LOSSES = {"l1": (weighted_l1, "l1"), "euclidean": (ab_distance, "ab_dist")}
+PIXEL_LOSSES = {"l1": (weighted_l1, "l1"), "euclidean": (ab_distance, "ab_dist"),
+                "mode": (mode_seeking, "mode")}
 
 
 @dataclass
 class ChromaLoss:
-    """The colouriser's non-adversarial terms: `weight` x the pixel loss (l1 or euclidean on the
+    """The colouriser's non-adversarial terms: `weight` x the pixel loss (l1, euclidean or mode on the
     normalised ab, or "bins": the class-rebalanced cross-entropy over quantised ab, with `bins`
     (Q, 2) centres in Lab units and per-bin `bin_weights` (Q,)), plus `class_weight` x the
     cross-entropy of the image-level classifier on labelled photos (label -1: none)."""
@@ -92,6 +108,7 @@ class ChromaLoss:
     class_weight: float = 0.0
     bins: torch.Tensor | None = None
     bin_weights: torch.Tensor | None = None
+    mode_scale: float = 15.0  # ab units, for pixel_loss "mode"
 
     def __call__(self, out: dict[str, torch.Tensor], ab: torch.Tensor,
                  labels: torch.Tensor | None) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
@@ -106,7 +123,8 @@ class ChromaLoss:
             weight = (None if self.bin_weights is None
                       else self.bin_weights[nearest_bin(denormalize_ab(ab.float()))])
             loss_fn, name = PIXEL_LOSSES[self.pixel_loss]
-            term = loss_fn(out["ab"].float(), ab, weight)
+            extra = {"scale": self.mode_scale / AB_SCALE} if self.pixel_loss == "mode" else {}
+            term = loss_fn(out["ab"].float(), ab, weight, **extra)
             logs = {name: term.detach()}
         total = self.weight * term
         if self.class_weight and labels is not None and bool((labels >= 0).any()):

@@ -79,9 +79,14 @@ class ColorRecipe(TrainingRecipe):
     l1_weight: float = setting(100.0, "Weight of the pixel loss next to the GAN loss.")
     # l1 is pix2pix's mean |da| and |db| of the normalised ab; euclidean the mean distance
     # sqrt(da^2 + db^2), the ab error evaluation reports. Validation, and so best.pt, stays L1.
-    pixel_loss: str = setting("l1", "The term --l1-weight scales: l1 (pix2pix's) or euclidean "
-                              "(distance in the ab plane, the ab error metric).",
-                              choices=("l1", "euclidean"))
+    # mode: Welsch's loss of that distance, least near the most likely colour rather than the
+    # median of the possible ones (which is brown between green and orange); for fine-tuning.
+    pixel_loss: str = setting("l1", "The term --l1-weight scales: l1 (pix2pix's), euclidean "
+                              "(distance in the ab plane, the ab error metric) or mode (a robust "
+                              "form of it that picks the likeliest colour over a blend).",
+                              choices=("l1", "euclidean", "mode"))
+    mode_scale: float = setting(15.0, "--pixel-loss mode: errors well beyond this many ab units "
+                                "stop pulling the guess.", bounds=(1, 100))
     # An encoder trained on ImageNet already tells foliage from sky; the U-Net's own encoder
     # learns that from the training photos alone.
     encoder: str = setting("unet", "unet (the U-Net's own encoder, trained from scratch) or "
