@@ -51,3 +51,4 @@ def test_calibrate_command_reads_the_runs_holdout(tmp_path):
     assert r.exit_code == 0, r.output
     assert "held-out photos" in r.output and ("recommended" in r.output or "no setting" in r.output)
     assert "2.00" in r.output and "1.00" in r.output
+    assert "temp" not in r.output  # a regression head has no temperature to show
