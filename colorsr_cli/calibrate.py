@@ -4,9 +4,9 @@ held-out TRAINING photos, never on the test split: `colorsr calibrate RUN_DIR`.
 The photos are the run's own validation hold-out (the images its trainer never trained on, the
 same deterministic split as `colorsr train color`), seen through the evaluation protocol (64x64
 luminance in, the 64x64 colour photo as truth). Each setting is scored by hue / green / red hit,
-mean ab error and PSNR against gray's, and colourfulness against the truth's; the recommended
-setting has the highest hue hit among those whose colourfulness lies in the accepted range and
-whose PSNR is no lower than gray's."""
+the share of colourful pixels left gray, mean ab error and PSNR against gray's, and
+colourfulness against the truth's; the recommended setting has the highest hue hit among those
+whose colourfulness lies in the accepted range and whose PSNR is no lower than gray's."""
 
 from __future__ import annotations
 
@@ -63,6 +63,7 @@ class Setting:
     hue_hit: float
     green_hit: float
     red_hit: float
+    left_gray: float  # share of the truth's colourful pixels given no visible colour
     ab_error_vs_gray: float  # mean ab error / gray's
     psnr_minus_gray: float  # dB
     colourfulness_ratio: float  # / the truth's
@@ -95,8 +96,9 @@ def calibrate(model: torch.nn.Module, gray: torch.Tensor, truth: torch.Tensor,
             out = lab_to_rgb(torch.cat((L, ab * gain), 1))
             p, e = psnr(out, truth).mean().item(), ab_error(out, truth).mean().item()
             hits = colour_placement(out, truth)
-            s = Setting(temp, float(gain), hits["hue_hit"], hits["green_hit"], hits["red_hit"], e / base_ab,
-                        p - base_psnr, colorfulness(out).mean().item() / target)
+            s = Setting(temp, float(gain), hits["hue_hit"], hits["green_hit"], hits["red_hit"],
+                        hits["left_gray"], e / base_ab, p - base_psnr,
+                        colorfulness(out).mean().item() / target)
             settings.append(s)
             lo, hi = colourfulness_range
             if lo <= s.colourfulness_ratio <= hi and s.psnr_minus_gray >= 0 and (

@@ -32,12 +32,12 @@ METRIC_GROUPS = {
     "colorfulness": ("colorfulness",),
     "delta_e": ("ab_error", "delta_e2000"),
     # Colour placement (metrics.hue_hit, Zhang et al. 2016's AuC): the right hue, visibly, in
-    # the right place; a cautious gray guess scores 0 on the hits.
-    "placement": ("hue_hit", "green_hit", "red_hit", "auc", "auc_rebalanced"),
+    # the right place; a cautious gray guess scores 0 on the hits (and 1 on left_gray).
+    "placement": ("hue_hit", "green_hit", "red_hit", "left_gray", "auc", "auc_rebalanced"),
     "niqe": ("niqe",),
 }
 # Metrics where smaller is better (for the contact sheet's best/worst and the table).
-LOWER_IS_BETTER = {"ab_error", "delta_e2000", "niqe"}
+LOWER_IS_BETTER = {"ab_error", "delta_e2000", "niqe", "left_gray"}
 
 
 def protocol_pair(rgb: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:

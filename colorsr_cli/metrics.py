@@ -390,6 +390,22 @@ def _chroma_hue(rgb: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     return torch.hypot(a, b), torch.rad2deg(torch.atan2(b, a))
 
 
+def _colourful_truth(cy: torch.Tensor, hy: torch.Tensor, hues: tuple[float, float] | None) -> torch.Tensor:
+    """The truth pixels hue_hit scores: chroma >= 15, and a hue within hues = (lo, hi) degrees
+    (a range may wrap through 0) when given."""
+    scored = cy >= HUE_CHROMA
+    if hues is not None:
+        lo, hi = hues
+        scored &= torch.remainder(hy - lo, 360.0) <= torch.remainder(torch.tensor(hi - lo), 360.0)
+    return scored
+
+
+def _share(hit: torch.Tensor, scored: torch.Tensor) -> torch.Tensor:
+    """Per image, the share of scored pixels that hit -> (N,) float64; NaN where none is scored."""
+    count = scored.flatten(1).sum(1).double()
+    return torch.where(count > 0, (hit & scored).flatten(1).sum(1) / count.clamp(min=1), torch.nan)
+
+
 def hue_hit(x: torch.Tensor, y: torch.Tensor, hues: tuple[float, float] | None = None) -> torch.Tensor:
     """Share of the truth's colourful pixels (chroma >= 15) whose restored colour has chroma >=
     7.5 and a hue within 30 degrees of the truth's -> (N,) in [0, 1]; NaN for an image with no
@@ -398,14 +414,18 @@ def hue_hit(x: torch.Tensor, y: torch.Tensor, hues: tuple[float, float] | None =
     _check_pair(x, y)
     cx, hx = _chroma_hue(x)
     cy, hy = _chroma_hue(y)
-    scored = cy >= HUE_CHROMA
-    if hues is not None:
-        lo, hi = hues
-        scored &= torch.remainder(hy - lo, 360.0) <= torch.remainder(torch.tensor(hi - lo), 360.0)
     gap = torch.remainder(hx - hy + 180.0, 360.0) - 180.0
-    hit = scored & (cx >= HUE_HIT_CHROMA) & (gap.abs() <= HUE_TOLERANCE)
-    count = scored.flatten(1).sum(1).double()
-    return torch.where(count > 0, hit.flatten(1).sum(1) / count.clamp(min=1), torch.nan)
+    return _share((cx >= HUE_HIT_CHROMA) & (gap.abs() <= HUE_TOLERANCE), _colourful_truth(cy, hy, hues))
+
+
+def left_gray(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """Share of the truth's colourful pixels (chroma >= 15) that the restored photo leaves without
+    visible colour (chroma < 7.5) -> (N,); NaN for an image with no such pixel. With hue_hit it
+    splits the misses: 1 - hue_hit - left_gray of those pixels got a visibly wrong hue."""
+    _check_pair(x, y)
+    cx, _ = _chroma_hue(x)
+    cy, hy = _chroma_hue(y)
+    return _share(cx < HUE_HIT_CHROMA, _colourful_truth(cy, hy, None))
 
 
 def ab_accuracy_auc(x: torch.Tensor, y: torch.Tensor, pixel_weight: torch.Tensor | None = None
@@ -453,6 +473,7 @@ METRICS: dict[str, Metric] = {
     "hue_hit": hue_hit,
     "green_hit": partial(hue_hit, hues=HUE_RANGES["green"]),
     "red_hit": partial(hue_hit, hues=HUE_RANGES["red"]),
+    "left_gray": left_gray,
     "auc": ab_accuracy_auc,
     "auc_rebalanced": rebalanced_auc,
     "niqe": lambda x, y: niqe(x),  # no reference: y plays no part

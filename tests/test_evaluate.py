@@ -113,6 +113,23 @@ def test_eval_selected_metrics_and_compare(tiny_weights, tmp_path):
     assert full["psnr"] != pytest.approx(comp["psnr"], abs=1e-6)  # measured 2.8e-3 apart
 
 
+def test_eval_placement_splits_the_misses_into_gray_and_wrong_hue(tiny_weights, tmp_path):
+    """--placement reports hue / green / red hit and left_gray: the gray baseline leaves every
+    colourful pixel gray (hit 0, left_gray 1); no method's hits and gray share exceed 1."""
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    Image.fromarray(photo_like(256, 256, 3)).save(photos / "a.png")
+    r = CliRunner().invoke(app, ["eval", str(photos), "--placement", "--out", str(tmp_path / "rep"),
+                                 "--json", "-w", str(tiny_weights[0]), "-w", str(tiny_weights[1])])
+    assert r.exit_code == 0, r.output
+    summary = json.loads(r.stdout)
+    assert summary["metrics"][:4] == ["hue_hit", "green_hit", "red_hit", "left_gray"]
+    gray = summary["methods"]["gray+bicubic"]
+    assert gray["hue_hit"] == 0 and gray["left_gray"] == 1
+    for values in summary["methods"].values():
+        assert 0 <= values["hue_hit"] + values["left_gray"] <= 1 + 1e-9
+
+
 def _bicubic_psnr_y(folder) -> float:
     """The SR papers' bicubic baseline computed independently: crop to a multiple of 4, PIL's
     bicubic (a = -0.5, support widened when shrinking: MATLAB imresize's antialiased kernel) x1/4

@@ -237,6 +237,7 @@ def test_metrics_registry_returns_one_float64_per_image():
         "hue_hit",
         "green_hit",
         "red_hit",
+        "left_gray",
         "auc",
         "auc_rebalanced",
         "niqe",
@@ -284,6 +285,20 @@ def test_hue_hit_hand_computed():
     assert hue_hit(_lab_image([(50, 40, -10)]), _lab_image([(50, 40, -10)]),
                    HUE_RANGES["red"]).item() == 1.0
     assert math.isnan(hue_hit(gray, gray).item())  # nothing colourful to score
+
+
+def test_left_gray_splits_the_misses_hand_computed():
+    from colorsr_cli.metrics import hue_hit, left_gray
+
+    truth = _lab_image([(60, 40, 30), (60, 40, 140), (60, 40, 250), (60, 5, 10), (60, 20, 90)])
+    pred = _lab_image([(60, 30, 50), (60, 40, 185), (60, 5, 250), (60, 2, 10), (60, 7, 90)])
+    # Scored: the four truth pixels of chroma >= 15 (not pixel 4, chroma 5). Pixel 3 (chroma 5)
+    # and pixel 5 (chroma 7 < 7.5) are left gray; pixel 2 has a wrong hue; pixel 1 is a hit.
+    assert left_gray(pred, truth).item() == pytest.approx(2 / 4)
+    assert hue_hit(pred, truth).item() == pytest.approx(1 / 4)
+    gray = truth.mean(1, keepdim=True).expand_as(truth)
+    assert left_gray(gray, truth).item() == 1.0 and left_gray(truth, truth).item() == 0.0
+    assert math.isnan(left_gray(gray, gray).item())
 
 
 def test_ab_accuracy_auc_hand_computed():

@@ -696,7 +696,7 @@ def test_bins_recipe_trains_with_classes_and_a_holdout_of_larger_photos(data_dir
     assert any("48 photos found" in e and "16 held out" in e for e in events)  # only the 36 larger ones
     records = [json.loads(x) for x in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
     scored = [r for r in records if "hue_hit" in r]
-    assert len(scored) == 2 and all(0 <= r["hue_hit"] <= 1 for r in scored)
+    assert len(scored) == 2 and all(0 <= r["hue_hit"] <= 1 and 0 <= r["left_gray"] <= 1 for r in scored)
     model, meta = load_weight_file(tmp_path / "run" / "best.pt")
     assert model.config.head == "bins" and torch.equal(model.ab_bins, gamut_bins())
     restored = Restorer(model, None, RestoreOptions(mode="color-only", tile=0), torch.device("cpu"))

@@ -42,12 +42,14 @@ def calibrate_cmd(
               f"{result.gray_ab_error:.2f}; truth colourfulness {result.truth_colourfulness:.1f}")
     table = Table()
     bins = any(s.temperature is not None for s in result.settings)  # a regression head has none
-    for col in ("temp",) * bins + ("gain", "hue hit", "green", "red", "ab/gray", "PSNR-gray", "colour/truth"):
+    columns = ("gain", "hue hit", "green", "red", "grayed", "ab/gray", "PSNR-gray", "colour/truth")
+    for col in ("temp",) * bins + columns:
         table.add_column(col, justify="right")
     for s in result.settings:
         table.add_row(*([f"{s.temperature:.2f}"] if bins else []), f"{s.gain:.2f}", f"{s.hue_hit:.3f}",
-                      f"{s.green_hit:.3f}", f"{s.red_hit:.3f}", f"{s.ab_error_vs_gray:.3f}",
-                      f"{s.psnr_minus_gray:+.2f}", f"{s.colourfulness_ratio:.2f}")
+                      f"{s.green_hit:.3f}", f"{s.red_hit:.3f}", f"{s.left_gray:.3f}",
+                      f"{s.ab_error_vs_gray:.3f}", f"{s.psnr_minus_gray:+.2f}",
+                      f"{s.colourfulness_ratio:.2f}")
     out.print(table)
     best = result.recommended
     if best is None:

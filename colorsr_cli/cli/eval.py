@@ -22,7 +22,8 @@ def eval_cmd(
     delta_e: bool = typer.Option(False, "--delta-e", help="Mean ab error and CIEDE2000 in Lab."),
     placement: bool = typer.Option(False, "--placement", help="Colour placement: hue, green and red "
                                    "hit (share of colourful truth pixels given a visible colour within "
-                                   "30 degrees of their hue) and Zhang et al.'s raw and rebalanced AuC."),
+                                   "30 degrees of their hue), the share left gray, and Zhang et "
+                                   "al.'s raw and rebalanced AuC."),
     niqe: bool = typer.Option(False, "--niqe", help="NIQE (Mittal et al. 2013), no reference: how "
                               "natural the output's statistics are, lower is better; the truth's in the "
                               "title. Needs outputs of at least 192x192."),
@@ -134,7 +135,7 @@ def _table(summary: dict, prefix: str = "") -> Table:
     table.add_column("measure")
     for name in methods:
         table.add_column(name, justify="right")
-    precise = ("ssim", "hit", "auc", "ratio")
+    precise = ("ssim", "hit", "auc", "ratio", "left_gray")
     for m in rows:
         fmt = ".4f" if any(k in m for k in precise) else ".2f"
         table.add_row(m, *(format(values.get(m, float("nan")), fmt) for values in methods.values()))

@@ -412,13 +412,14 @@ def validate(G, val_rgb: torch.Tensor, device: torch.device, chunk: int, run: Ru
 
 
 def colour_placement(pred: torch.Tensor, truth: torch.Tensor) -> dict[str, float]:
-    """Hue / green / red hit (pixel-pooled over the photos) and the colourfulness ratio of
-    predictions to truths, (N, 3, H, W) sRGB in [0, 1]."""
-    from colorsr_cli.metrics import HUE_RANGES, colorfulness, hue_hit
+    """Hue / green / red hit and the share of colourful truth left gray (pixel-pooled over the
+    photos), and the colourfulness ratio of predictions to truths, (N, 3, H, W) sRGB in [0, 1]."""
+    from colorsr_cli.metrics import HUE_RANGES, colorfulness, hue_hit, left_gray
 
     pooled = {"hue_hit": hue_hit(_pool(pred), _pool(truth))}
     for name, hues in HUE_RANGES.items():
         pooled[f"{name}_hit"] = hue_hit(_pool(pred), _pool(truth), hues)
+    pooled["left_gray"] = left_gray(_pool(pred), _pool(truth))
     out = {k: float(v[0]) for k, v in pooled.items()}
     out["colourfulness_ratio"] = float(colorfulness(pred).mean() / colorfulness(truth).mean().clamp(min=1e-9))
     return out
