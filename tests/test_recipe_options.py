@@ -68,7 +68,11 @@ def _other_value(f):
     if isinstance(default, bool):
         on, _, off = flag_of(f).partition("/")
         return ([off] if default else [on]), not default
-    if meta["bounds"] or isinstance(default, float) or f.name in ("rebalance_mix", "disc_lr"):
+    if meta["bounds"]:
+        lo, hi = meta["bounds"]
+        value = lo + (hi - lo) / 4
+        return [flag_of(f), str(value)], value
+    if isinstance(default, float) or f.name == "disc_lr":
         return [flag_of(f), "0.25"], 0.25
     if f.name in ("class_folders", "vgg_weights", "init", "device"):
         return [flag_of(f), f"x-{f.name}"], f"x-{f.name}"
