@@ -80,18 +80,19 @@ def mode_seeking(fake: torch.Tensor, real: torch.Tensor, weight: torch.Tensor | 
     """Welsch's loss of the ab distance d, scale * (1 - exp(-d^2 / (2 scale^2))) (scale in
     normalised units; 15 ab units by default), weighted per pixel like the others.
 
-    L1 is least for the median of the colours a gray patch could have: between green and brown
-    foliage that is khaki, a hue neither has. This loss behaves like the ab distance for errors
-    well under `scale` and stops pulling for errors far beyond it, so it is least near the most
-    likely colour (the mode, as in mean shift) instead. Meant for fine-tuning a model whose
-    guesses are already near one of the modes."""
+    L1 is least at the per-channel median of the colours a gray patch could have: a blend
+    (khaki between green and orange foliage, a hue neither has), or whatever the warm colours
+    together outweigh. This loss is quadratic for errors well under `scale` and stops pulling for
+    errors far beyond it, so it is least near the most likely colour (the mode, as mean shift
+    finds it) instead. Meant for fine-tuning a model whose guesses are already near one of the
+    modes: from far away it barely pulls at all."""
     d2 = (fake - real).square().sum(1)
     loss = scale * (1 - torch.exp(-d2 / (2 * scale * scale)))
     return loss.mean() if weight is None else (loss * weight).mean()
 
 
 # ColorRecipe.pixel_loss -> (loss function (fake, real, pixel weight or None) -> scalar, the name
-# it is logged under; "l1" keeps pix2pix's metric name).
+# it is logged under; "l1" keeps pix2pix's metric name). "mode" also takes ChromaLoss.mode_scale.
 PIXEL_LOSSES = {"l1": (weighted_l1, "l1"), "euclidean": (ab_distance, "ab_dist"),
                 "mode": (mode_seeking, "mode")}
 

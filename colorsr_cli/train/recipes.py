@@ -80,7 +80,7 @@ class ColorRecipe(TrainingRecipe):
     # l1 is pix2pix's mean |da| and |db| of the normalised ab; euclidean the mean distance
     # sqrt(da^2 + db^2), the ab error evaluation reports. Validation, and so best.pt, stays L1.
     # mode: Welsch's loss of that distance, least near the most likely colour rather than the
-    # median of the possible ones (which is brown between green and orange); for fine-tuning.
+    # median of the possible ones (khaki between green and orange foliage); for fine-tuning.
     pixel_loss: str = setting("l1", "The term --l1-weight scales: l1 (pix2pix's), euclidean "
                               "(distance in the ab plane, the ab error metric) or mode (a robust "
                               "form of it that picks the likeliest colour over a blend).",
