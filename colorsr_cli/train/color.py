@@ -416,10 +416,11 @@ def colour_placement(pred: torch.Tensor, truth: torch.Tensor) -> dict[str, float
     photos), and the colourfulness ratio of predictions to truths, (N, 3, H, W) sRGB in [0, 1]."""
     from colorsr_cli.metrics import HUE_RANGES, colorfulness, hue_hit, left_gray
 
-    pooled = {"hue_hit": hue_hit(_pool(pred), _pool(truth))}
+    x, y = _pool(pred), _pool(truth)
+    pooled = {"hue_hit": hue_hit(x, y)}
     for name, hues in HUE_RANGES.items():
-        pooled[f"{name}_hit"] = hue_hit(_pool(pred), _pool(truth), hues)
-    pooled["left_gray"] = left_gray(_pool(pred), _pool(truth))
+        pooled[f"{name}_hit"] = hue_hit(x, y, hues)
+    pooled["left_gray"] = left_gray(x, y)
     out = {k: float(v[0]) for k, v in pooled.items()}
     out["colourfulness_ratio"] = float(colorfulness(pred).mean() / colorfulness(truth).mean().clamp(min=1e-9))
     return out
